@@ -1,0 +1,1 @@
+"""The otel-llm collector: OTLP in, windowed GenAI quality metrics and alerts out."""

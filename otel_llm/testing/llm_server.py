@@ -39,6 +39,7 @@ import math
 import re
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -65,7 +66,7 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "claude-3-5-haiku-latest")
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "claude-haiku-4-5")
 DEFAULT_EMBEDDING_DIMENSIONS = 16
 # Pieces of this many characters make up streamed tool-call arguments, so a call always spans several chunks.
 _ARGUMENT_PIECE_CHARS = 8
@@ -857,6 +858,11 @@ class _HTTPServer(ThreadingHTTPServer):
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (reset, broken pipe) is routine here; anything else is worth printing.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:

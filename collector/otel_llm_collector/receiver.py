@@ -1,0 +1,138 @@
+"""The protocol-independent half of receive: decode, queue, forward, count, and decide the answer.
+
+The gRPC and HTTP receivers parse the wire format into an OTLP protobuf request and call
+`Receiver.export`; they only translate the returned `Outcome` into their status codes. That keeps the
+OTLP rules (partial success, INVALID_ARGUMENT for bad data, UNAVAILABLE when shedding, empty request is
+success) in one place and identical on both transports.
+
+A request is forwarded only once it was accepted: a shed request is retried by its client, and forwarding
+it as well would duplicate it downstream.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_llm_collector.contracts import DecodeResult
+from otel_llm_collector.selfmetrics import Counters
+
+__all__ = ["Forwarder", "Outcome", "Receiver", "Signal", "Verdict"]
+
+_logger = logging.getLogger(__name__)
+
+
+class Signal(enum.Enum):
+    TRACES = "traces"
+    LOGS = "logs"
+    METRICS = "metrics"
+
+    @property
+    def request_type(self) -> type[Any]:
+        return _REQUEST_TYPES[self]
+
+
+_REQUEST_TYPES: dict[Signal, type[Any]] = {
+    Signal.TRACES: ExportTraceServiceRequest,
+    Signal.LOGS: ExportLogsServiceRequest,
+    Signal.METRICS: ExportMetricsServiceRequest,
+}
+
+
+class Verdict(enum.Enum):
+    ACCEPTED = "accepted"
+    """Success, possibly partial (see `Outcome.rejected`)."""
+    INVALID = "invalid"
+    """The request as a whole is malformed: INVALID_ARGUMENT / 400, not retryable."""
+    SHED = "shed"
+    """The ingest queue is full: UNAVAILABLE / 503 with a retry delay; nothing was kept."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    rejected: int = 0
+    message: str = ""
+
+
+class Forwarder(Protocol):
+    """Passes accepted requests on downstream. Called on receiver threads: must not block or raise."""
+
+    def submit(self, signal: Signal, payload: bytes) -> None: ...
+
+
+Decoder = Callable[[Any], DecodeResult]
+
+
+def _count_metric_points(request: ExportMetricsServiceRequest) -> int:
+    return sum(len(sm.metrics) for rm in request.resource_metrics for sm in rm.scope_metrics)
+
+
+class Receiver:
+    """Turns one parsed export request into an `Outcome`, feeding the ingest queue and the forwarders."""
+
+    def __init__(
+        self,
+        *,
+        offer: Callable[[DecodeResult], bool],
+        counters: Counters,
+        decode_traces: Decoder,
+        decode_logs: Decoder,
+        forwarder: Forwarder | None = None,
+    ) -> None:
+        self._offer = offer
+        self._counters = counters
+        self._decoders: dict[Signal, Decoder] = {Signal.TRACES: decode_traces, Signal.LOGS: decode_logs}
+        self._forwarder = forwarder
+
+    def invalid(self, signal: Signal, message: str) -> Outcome:
+        """Record a request the transport could not even parse."""
+        self._counters.add(f"{signal.value}_requests_invalid_total")
+        return Outcome(Verdict.INVALID, message=message)
+
+    def too_large(self, signal: Signal) -> None:
+        self._counters.add(f"{signal.value}_requests_too_large_total")
+
+    def export(self, signal: Signal, request: Any, payload: bytes | None = None) -> Outcome:
+        """Handle a parsed request; ``payload`` is its original protobuf encoding, forwarded as is."""
+        counters = self._counters
+        if signal is Signal.METRICS:
+            counters.add_many(
+                {"metrics_requests_total": 1, "metrics_received_total": _count_metric_points(request)}
+            )
+            self._forward(signal, request, payload)
+            return Outcome(Verdict.ACCEPTED)
+        try:
+            result = self._decoders[signal](request)
+        except Exception as exc:
+            # Decode validates structure; anything it cannot digest is the request's fault as far as the
+            # client is concerned (retrying the same bytes would fail the same way).
+            _logger.debug("decode failed", exc_info=True)
+            return self.invalid(signal, f"cannot decode request: {exc}")
+        if not self._offer(result):
+            counters.add(f"{signal.value}_requests_shed_total")
+            return Outcome(Verdict.SHED, message="ingest queue full, retry later")
+        unit = "spans" if signal is Signal.TRACES else "log_records"
+        counters.add_many(
+            {
+                f"{signal.value}_requests_total": 1,
+                f"{unit}_received_total": result.spans_seen,
+                f"{unit}_rejected_total": result.rejected,
+                "calls_received_total": len(result.calls),
+                "evaluations_received_total": len(result.evaluations),
+            }
+        )
+        self._forward(signal, request, payload)
+        return Outcome(Verdict.ACCEPTED, rejected=result.rejected, message=result.error_message)
+
+    def _forward(self, signal: Signal, request: Any, payload: bytes | None) -> None:
+        if self._forwarder is None:
+            return
+        self._forwarder.submit(signal, payload if payload is not None else request.SerializeToString())

@@ -857,6 +857,7 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        self.connections_accepted = 0
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -867,6 +868,7 @@ class _HTTPServer(ThreadingHTTPServer):
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
             self._open.add(request)
+            self.connections_accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
@@ -963,6 +965,11 @@ class LLMServer:
     @property
     def anthropic_base_url(self) -> str:
         return self.base_url
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far: shows whether a client reuses keep-alive connections."""
+        return self._httpd.connections_accepted if self._httpd is not None else 0
 
     @property
     def requests(self) -> list[LoggedRequest]:

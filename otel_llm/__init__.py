@@ -1,10 +1,35 @@
 """otel-llm: OpenTelemetry instrumentation that makes LLM quality observable.
 
-Public API grows here as modules land; see the README for usage.
+    import otel_llm
+    otel_llm.instrument()                      # or run the app under `opentelemetry-instrument`
+
+    with otel_llm.llm_context(feature="support-answer", prompt_name="answer", prompt_version="3.2.0"):
+        client.chat.completions.create(...)   # a GenAI span with prompt, feature, tokens, cost, hashes
+
+    otel_llm.record_feedback(True, call=otel_llm.last_call())   # a user's thumbs-up, minutes later
+
+Importing this package imports neither HTTP library nor any collector code; the hooks are installed by
+`instrument()`.
 """
 
 from __future__ import annotations
 
+from otel_llm.call import CallHandle, last_call
+from otel_llm.context import LLMContext, current_context, llm_context
+from otel_llm.instrumentor import OtelLLMInstrumentor, instrument, uninstrument
+from otel_llm.tools import tool, tool_span
 from otel_llm.version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "CallHandle",
+    "LLMContext",
+    "OtelLLMInstrumentor",
+    "__version__",
+    "current_context",
+    "instrument",
+    "last_call",
+    "llm_context",
+    "tool",
+    "tool_span",
+    "uninstrument",
+]

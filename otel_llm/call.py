@@ -1,0 +1,375 @@
+"""One instrumented LLM call: from the parsed request to the ended span and recorded metrics.
+
+`LLMCall` is created by the HTTP hooks once a request is recognised, finished exactly once (by the
+response, the end of its stream, or an exception), and never raises into the app: every step that is
+ours runs under `guard()`, while the app's own exceptions are recorded and re-raised by the hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+
+from otel_llm import anthropic_wire, openai_wire
+from otel_llm import attributes as attr
+from otel_llm.config import Settings
+from otel_llm.context import LLMContext
+from otel_llm.cost import cost_usd
+from otel_llm.endpoints import ApiKind, Route
+from otel_llm.guard import guard
+from otel_llm.hashing import input_hash, output_hash
+from otel_llm.redaction import redact
+from otel_llm.sse import parse_events
+from otel_llm.telemetry import Telemetry
+from otel_llm.wire import RequestInfo, ResponseInfo
+
+_log = logging.getLogger(__name__)
+
+_REQUEST_PARSERS: dict[ApiKind, Callable[[dict[str, Any]], RequestInfo]] = {
+    "openai.chat": openai_wire.chat_request,
+    "openai.responses": openai_wire.responses_request,
+    "openai.embeddings": openai_wire.embeddings_request,
+    "anthropic.messages": anthropic_wire.messages_request,
+}
+_RESPONSE_PARSERS: dict[ApiKind, Callable[[dict[str, Any]], ResponseInfo]] = {
+    "openai.chat": openai_wire.chat_response,
+    "openai.responses": openai_wire.responses_response,
+    "openai.embeddings": openai_wire.embeddings_response,
+    "anthropic.messages": anthropic_wire.messages_response,
+}
+_STREAM_PARSERS: dict[ApiKind, Callable[[list[dict[str, Any]]], ResponseInfo]] = {
+    "openai.chat": openai_wire.chat_stream,
+    "openai.responses": openai_wire.responses_stream,
+    "anthropic.messages": anthropic_wire.messages_stream,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandle:
+    """What an app keeps to score a call later (e.g. a user's thumbs-up minutes after the answer)."""
+
+    span_context: SpanContext
+    response_id: str
+    model: str
+    output_text: str
+    """Empty unless content capture is on; evaluators get the text through the evaluation hook instead."""
+
+
+_last_call: ContextVar[CallHandle | None] = ContextVar("otel_llm_last_call", default=None)
+
+
+def last_call() -> CallHandle | None:
+    """The most recent LLM call finished in this context (thread or task), or `None`."""
+    return _last_call.get()
+
+
+# A hook the evaluation worker installs: called with the finished call's data, off nothing (must be cheap).
+CompletionHook = Callable[["LLMCall", ResponseInfo | None], None]
+_completion_hooks: list[CompletionHook] = []
+
+
+def add_completion_hook(hook: CompletionHook) -> None:
+    _completion_hooks.append(hook)
+
+
+def remove_completion_hook(hook: CompletionHook) -> None:
+    if hook in _completion_hooks:
+        _completion_hooks.remove(hook)
+
+
+def parse_request(api: ApiKind, content: bytes) -> RequestInfo | None:
+    """The request record, or `None` if the body is not a JSON object (then the call is not traced)."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    return _REQUEST_PARSERS[api](body)
+
+
+_END_MARKERS: dict[ApiKind, tuple[bytes, ...]] = {
+    "openai.chat": (b"[DONE]",),
+    "openai.responses": (b'"response.completed"', b'"response.incomplete"', b'"response.failed"'),
+    "anthropic.messages": (b'"message_stop"',),
+}
+
+
+def _stream_complete(api: ApiKind, body: bytes) -> bool:
+    tail = body[-4096:]
+    return any(marker in tail for marker in _END_MARKERS.get(api, ()))
+
+
+def error_type_of(exc: BaseException) -> str:
+    """`httpx2.ReadTimeout`-style names: the top-level package and the class, stable across versions."""
+    cls = type(exc)
+    package = cls.__module__.split(".", 1)[0]
+    return cls.__qualname__ if package == "builtins" else f"{package}.{cls.__qualname__}"
+
+
+class LLMCall:
+    """The state of one call between request and response."""
+
+    __slots__ = (
+        "_finished",
+        "context",
+        "request",
+        "route",
+        "settings",
+        "span",
+        "start",
+        "telemetry",
+        "time_to_first_chunk",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        settings: Settings,
+        route: Route,
+        request: RequestInfo,
+        context: LLMContext,
+    ) -> None:
+        self.telemetry = telemetry
+        self.settings = settings
+        self.route = route
+        self.request = request
+        self.context = context
+        self.time_to_first_chunk: float | None = None
+        self._finished = False
+        attrs: dict[str, Any] = {
+            attr.GEN_AI_OPERATION_NAME: route.operation,
+            attr.GEN_AI_PROVIDER_NAME: route.provider,
+            attr.API: route.api,
+            attr.SERVER_ADDRESS: route.server_address,
+        }
+        if route.server_port is not None:
+            attrs[attr.SERVER_PORT] = route.server_port
+        if request.model:
+            attrs[attr.GEN_AI_REQUEST_MODEL] = request.model
+        if request.stream:
+            attrs[attr.GEN_AI_REQUEST_STREAM] = True
+        attrs.update(request.attributes)
+        attrs.update(context.span_attributes())
+        name = f"{route.operation} {request.model}" if request.model else route.operation
+        self.span: Span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+        if self.span.is_recording():
+            with guard("input hash"):
+                self.span.set_attribute(attr.INPUT_HASH, input_hash(request.hash_input))
+            if settings.capture_content:
+                with guard("input content"):
+                    self._capture_input()
+        self.start = time.perf_counter()
+
+    # --- finishing -------------------------------------------------------------------------------
+    def finish_body(self, status_code: int, body: bytes) -> None:
+        """A complete (non-streamed) response body."""
+        if not self._claim():
+            return
+        info = None
+        if status_code < 400:
+            with guard("response parse"):
+                info = self._parse_json(body)
+        self._end(status_code, info, error_type=str(status_code) if status_code >= 400 else "")
+
+    def finish_stream(self, status_code: int, body: bytes, *, aborted: bool, truncated: bool) -> None:
+        """A streamed body, whole or cut short (`aborted` when the app closed it before its end)."""
+        if not self._claim():
+            return
+        info = None
+        with guard("stream parse"):
+            if status_code < 400:
+                parser = _STREAM_PARSERS.get(self.route.api)
+                info = parser(parse_events(body)) if parser else self._parse_json(body)
+            # SDKs close the response once they see the end marker, before the transport's own
+            # end of body: a stream is only cut short if the protocol's end marker never came.
+            if aborted and not _stream_complete(self.route.api, body):
+                self.span.set_attribute(attr.STREAM_ABORTED, True)
+            if truncated:
+                self.span.set_attribute("otel_llm.stream.truncated", True)
+        self._end(status_code, info, error_type=str(status_code) if status_code >= 400 else "")
+
+    def fail(self, exc: BaseException) -> None:
+        """The request or the stream raised: record it; the hooks re-raise it unchanged."""
+        if not self._claim():
+            return
+        with guard("failure"):
+            self.span.record_exception(exc)
+        self._end(None, None, error_type=error_type_of(exc), description=str(exc) or None)
+
+    def _claim(self) -> bool:
+        if self._finished:
+            return False
+        self._finished = True
+        return True
+
+    def _parse_json(self, body: bytes) -> ResponseInfo | None:
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(decoded, dict):
+            return None
+        return _RESPONSE_PARSERS[self.route.api](decoded)
+
+    def _end(
+        self,
+        status_code: int | None,
+        info: ResponseInfo | None,
+        *,
+        error_type: str,
+        description: str | None = None,
+    ) -> None:
+        duration = time.perf_counter() - self.start
+        try:
+            with guard("end"):
+                self._finish_attributes(duration, status_code, info, error_type, description)
+        finally:
+            self.span.end()
+        with guard("completion hooks"):
+            self._after_end(info)
+
+    def _finish_attributes(
+        self,
+        duration: float,
+        status_code: int | None,
+        info: ResponseInfo | None,
+        error_type: str,
+        description: str | None,
+    ) -> None:
+        span = self.span
+        if info is not None and info.error_type and not error_type:
+            error_type = info.error_type
+        if status_code is not None:
+            span.set_attribute("http.response.status_code", status_code)
+        cost = None
+        if info is not None:
+            cost = self._record_response(info)
+        if error_type:
+            span.set_attribute(attr.ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, description or error_type))
+        self._record_metrics(duration, info, error_type, cost)
+
+    def _after_end(self, info: ResponseInfo | None) -> None:
+        span = self.span
+        handle = CallHandle(
+            span_context=span.get_span_context(),
+            response_id=info.response_id if info else "",
+            model=(info.response_model if info else "") or self.request.model,
+            output_text="",
+        )
+        _last_call.set(handle)
+        for hook in _completion_hooks:
+            hook(self, info)
+
+    def _record_response(self, info: ResponseInfo) -> float | None:
+        span = self.span
+        recording = span.is_recording()
+        if recording:
+            if info.response_id:
+                span.set_attribute(attr.GEN_AI_RESPONSE_ID, info.response_id)
+            if info.response_model:
+                span.set_attribute(attr.GEN_AI_RESPONSE_MODEL, info.response_model)
+            if info.finish_reasons:
+                span.set_attribute(attr.GEN_AI_RESPONSE_FINISH_REASONS, info.finish_reasons)
+            span.set_attribute(attr.USAGE_REPORTED, info.usage_reported)
+            if info.input_tokens is not None:
+                span.set_attribute(attr.GEN_AI_USAGE_INPUT_TOKENS, info.input_tokens)
+            if info.output_tokens is not None:
+                span.set_attribute(attr.GEN_AI_USAGE_OUTPUT_TOKENS, info.output_tokens)
+            if info.cache_read_tokens is not None:
+                span.set_attribute(attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, info.cache_read_tokens)
+            if info.cache_creation_tokens is not None:
+                name = (
+                    attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+                    if self.settings.latest_semconv
+                    else attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+                )
+                span.set_attribute(name, info.cache_creation_tokens)
+            if info.reasoning_tokens is not None:
+                span.set_attribute(attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, info.reasoning_tokens)
+            if self.request.stream or info.chunks:
+                span.set_attribute(attr.STREAM_CHUNKS, info.chunks)
+            if self.time_to_first_chunk is not None:
+                span.set_attribute(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self.time_to_first_chunk)
+            if info.tool_calls:
+                span.set_attribute(attr.TOOL_CALL_COUNT, len(info.tool_calls))
+                span.set_attribute(attr.TOOL_CALL_NAMES, [call.name for call in info.tool_calls])
+            if any(info.output_texts):
+                span.set_attribute(attr.OUTPUT_HASH, output_hash(info.output_texts))
+            for key, value in info.attributes.items():
+                span.set_attribute(key, value)
+            if self.settings.capture_content:
+                self._capture_output(info)
+        cost = None
+        if info.usage_reported and info.input_tokens is not None:
+            cost = cost_usd(
+                info.response_model or self.request.model,
+                self.route.provider,
+                input_tokens=info.input_tokens,
+                output_tokens=info.output_tokens or 0,
+                cache_read_tokens=info.cache_read_tokens or 0,
+                cache_creation_tokens=info.cache_creation_tokens or 0,
+            )
+            if cost is not None and recording:
+                span.set_attribute(attr.COST_USD, cost)
+        return cost
+
+    def _record_metrics(
+        self, duration: float, info: ResponseInfo | None, error_type: str, cost: float | None
+    ) -> None:
+        route = self.route
+        metric_attrs: dict[str, Any] = {
+            attr.GEN_AI_OPERATION_NAME: route.operation,
+            attr.GEN_AI_PROVIDER_NAME: route.provider,
+            attr.SERVER_ADDRESS: route.server_address,
+        }
+        if route.server_port is not None:
+            metric_attrs[attr.SERVER_PORT] = route.server_port
+        if self.request.model:
+            metric_attrs[attr.GEN_AI_REQUEST_MODEL] = self.request.model
+        if info is not None and info.response_model:
+            metric_attrs[attr.GEN_AI_RESPONSE_MODEL] = info.response_model
+        if error_type:
+            metric_attrs[attr.ERROR_TYPE] = error_type
+        telemetry = self.telemetry
+        telemetry.operation_duration.record(duration, metric_attrs)
+        if self.time_to_first_chunk is not None:
+            telemetry.time_to_first_chunk.record(self.time_to_first_chunk, metric_attrs)
+        if info is not None and info.usage_reported:
+            if info.input_tokens is not None:
+                telemetry.token_usage.record(
+                    info.input_tokens, {**metric_attrs, "gen_ai.token.type": "input"}
+                )
+            if info.output_tokens is not None:
+                telemetry.token_usage.record(
+                    info.output_tokens, {**metric_attrs, "gen_ai.token.type": "output"}
+                )
+        if cost is not None:
+            telemetry.cost.record(cost, metric_attrs)
+
+    # --- opt-in content ----------------------------------------------------------------------------
+    def _text(self, value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        return redact(text) if self.settings.redact_content else text
+
+    def _capture_input(self) -> None:
+        if self.request.messages is not None:
+            self.span.set_attribute(attr.GEN_AI_INPUT_MESSAGES, self._text(self.request.messages))
+        if self.request.system is not None:
+            self.span.set_attribute(attr.GEN_AI_SYSTEM_INSTRUCTIONS, self._text(self.request.system))
+
+    def _capture_output(self, info: ResponseInfo) -> None:
+        messages = [
+            {"role": "assistant", "content": text, "finish_reason": reason}
+            for text, reason in zip(info.output_texts, info.finish_reasons or [""] * len(info.output_texts))
+        ]
+        if messages:
+            self.span.set_attribute(attr.GEN_AI_OUTPUT_MESSAGES, self._text(messages))

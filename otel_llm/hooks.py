@@ -1,0 +1,170 @@
+"""The HTTP-layer hooks: `Client.send` and `AsyncClient.send` of `httpx2` and `httpx`.
+
+Hooking `send` (not the transport) puts the GenAI span around everything the client does for one
+request, so an HTTP client span from `opentelemetry-instrumentation-httpx` (which hooks the transport)
+nests under it whatever the order of instrumentation, and user-supplied transports are covered too.
+The SDKs retry by calling `send` again: each attempt is its own GenAI span, each failed one with its
+`error.type`.
+
+When another GenAI instrumentation already has a span current for this call (the official OpenAI
+instrumentation, the Anthropic SDK's own tracing, OpenLLMetry, ...), we do not start a second span: the
+call would be counted twice. We add our context attributes (feature, prompt, context size, input hash)
+to that span instead and emit no span or metrics of our own for the call.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from types import ModuleType
+from typing import Any
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+
+from otel_llm import attributes as attr
+from otel_llm.call import LLMCall, parse_request
+from otel_llm.config import Settings
+from otel_llm.context import current_context
+from otel_llm.endpoints import EndpointMatcher, Route, operation_for, provider_for
+from otel_llm.guard import guard
+from otel_llm.hashing import input_hash
+from otel_llm.streams import StreamWatcher, stream_classes
+from otel_llm.telemetry import current as current_telemetry
+
+_log = logging.getLogger(__name__)
+
+LIBRARIES = ("httpx2", "httpx")
+_SUPPRESS_KEY = "otel_llm.suppress"
+
+
+class Hooks:
+    """Installs and removes the `send` wrappers; holds the settings they read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.matcher = EndpointMatcher(settings.extra_paths)
+        self._patched: list[ModuleType] = []
+
+    def install(self) -> None:
+        for name in LIBRARIES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            wrapt.wrap_function_wrapper(module, "Client.send", self._send)
+            wrapt.wrap_function_wrapper(module, "AsyncClient.send", self._send_async)
+            self._patched.append(module)
+
+    def uninstall(self) -> None:
+        for module in self._patched:
+            unwrap(module.Client, "send")
+            unwrap(module.AsyncClient, "send")
+        self._patched.clear()
+
+    # --- the wrappers ----------------------------------------------------------------------------
+    def _start(self, request: Any) -> LLMCall | None:
+        """The call for an LLM request, or `None` to pass the request through untouched."""
+        api = self.matcher.match(request.method, request.url.raw_path)
+        if api is None or not is_instrumentation_enabled() or otel_context.get_value(_SUPPRESS_KEY):
+            return None
+        with guard("request"):
+            content = request.content
+            info = parse_request(api, content)
+            if info is None:
+                return None
+            llm_ctx = current_context()
+            if _foreign_genai_span_active():
+                _enrich_foreign_span(llm_ctx.span_attributes(), info.hash_input)
+                return None
+            url = request.url
+            host = url.host
+            route = Route(
+                api=api,
+                operation=operation_for(api),
+                provider=provider_for(api, host, url.raw_path),
+                server_address=host,
+                server_port=url.port,
+            )
+            return LLMCall(current_telemetry(), self.settings, route, info, llm_ctx)
+        return None
+
+    def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        call = self._start(request)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with trace.use_span(
+                call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        self._after(call, response, kwargs.get("stream", False), wrapped)
+        return response
+
+    async def _send_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        call = self._start(request)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            with trace.use_span(
+                call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        self._after(call, response, kwargs.get("stream", False), wrapped)
+        return response
+
+    def _after(self, call: LLMCall, response: Any, streamed: bool, wrapped: Any) -> None:
+        with guard("response"):
+            if not streamed:
+                call.finish_body(response.status_code, response.content)
+                return
+            headers = response.headers
+            content_type = headers.get("content-type", "")
+            encoding = headers.get("content-encoding", "").lower()
+            watcher = StreamWatcher(
+                call,
+                response.status_code,
+                event_stream=content_type.startswith("text/event-stream"),
+                limit=self.settings.max_stream_buffer_bytes,
+            )
+            module = importlib.import_module(type(response).__module__.split(".", 1)[0])
+            sync_cls, async_cls = stream_classes(module)
+            inner = response.stream
+            if isinstance(inner, module.AsyncByteStream):
+                response.stream = async_cls(inner, watcher, encoding)
+            else:
+                response.stream = sync_cls(inner, watcher, encoding)
+            return
+        # The guard swallowed an internal error: end the span rather than leak it.
+        call.finish_body(getattr(response, "status_code", 0), b"")
+
+
+def _foreign_genai_span_active() -> bool:
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return False
+    attributes = getattr(span, "attributes", None)
+    return bool(attributes) and attr.GEN_AI_OPERATION_NAME in attributes  # type: ignore[operator]
+
+
+def _enrich_foreign_span(context_attributes: dict[str, Any], hash_input: Any) -> None:
+    span = trace.get_current_span()
+    for key, value in context_attributes.items():
+        span.set_attribute(key, value)
+    span.set_attribute(attr.INPUT_HASH, input_hash(hash_input))
+    span.set_attribute("otel_llm.enriched", True)
+
+
+def suppress_key() -> str:
+    """The context key that turns the hooks off for a block (used for the judge's own calls)."""
+    return _SUPPRESS_KEY

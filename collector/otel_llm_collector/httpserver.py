@@ -6,9 +6,10 @@ and scrapers; the bulk of high-rate traffic is expected on gRPC. The server read
 cap, ``Content-Length`` or chunked), builds a `Request` and hands it to a `Router`; it knows nothing about
 OTLP.
 
-A body over the cap is never read: the answer is 413 (through ``on_too_large``, so the OTLP receiver can
-answer in the request's content type) and the connection is closed, because the unread bytes would
-otherwise be parsed as the next request.
+A body over the cap is never kept: the answer is 413 (through ``on_too_large``, so the OTLP receiver can
+answer in the request's content type). A ``Content-Length`` body up to `_DISCARD_LIMIT_BYTES` is read
+and thrown away in small chunks first, because a client still writing its body when the server closes
+sees a connection reset instead of the 413; anything larger (or chunked) closes the connection at once.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from otel_llm_collector.router import Request, Response, Router, error_response
 __all__ = ["HttpServer"]
 
 _logger = logging.getLogger(__name__)
+_DISCARD_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 class _BodyTooLarge(Exception):
-    pass
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__()
+        self.length = length
+        """The declared ``Content-Length``; None for a chunked body."""
 
 
 class _BadBody(Exception):
@@ -126,8 +131,9 @@ def _make_handler(
             head = Request(self.command, url.path, parse_qs(url.query), headers)
             try:
                 body = self._read_body(headers)
-            except _BodyTooLarge:
-                self.close_connection = True
+            except _BodyTooLarge as exc:
+                if not self._discard(exc.length):
+                    self.close_connection = True
                 self._send(on_too_large(head))
                 return
             except _BadBody as exc:
@@ -145,11 +151,23 @@ def _make_handler(
                 raise _BadBody("invalid Content-Length")
             length = int(length_text)
             if length > max_body_bytes:
-                raise _BodyTooLarge
+                raise _BodyTooLarge(length)
             body = self.rfile.read(length) if length else b""
             if len(body) != length:
                 raise _BadBody("body shorter than Content-Length")
             return body
+
+        def _discard(self, length: int | None) -> bool:
+            """Read and drop an oversized body so the connection survives; False when it is too big."""
+            if length is None or length > _DISCARD_LIMIT_BYTES:
+                return False
+            left = length
+            while left > 0:
+                chunk = self.rfile.read(min(left, 65536))
+                if not chunk:
+                    return False
+                left -= len(chunk)
+            return True
 
         def _send(self, response: Response) -> None:
             self.send_response(response.status)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-__all__ = ["OtlpJsonError", "message_to_json", "parse_json"]
+__all__ = ["OtlpJsonError", "message_to_dict", "message_to_json", "parse_json"]
 
 _ID_FIELDS = frozenset({"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"})
 
@@ -72,6 +72,8 @@ def parse_json(body: bytes | str | dict[str, Any], message_type: type[M]) -> M:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise OtlpJsonError(f"invalid JSON: {exc}") from None
+        except RecursionError:
+            raise OtlpJsonError("invalid JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise OtlpJsonError("expected a JSON object at the top level")
     message = message_type()

@@ -76,6 +76,7 @@ def receive_stack(
     max_request_bytes: int = 4 * 1024 * 1024,
     retry_after_seconds: float = 0.2,
     forward: tuple[ForwardTarget, ...] = (),
+    grpc_endpoint: str = "127.0.0.1:0",
 ) -> Iterator[Stack]:
     counters = Counters()
     sink = RecordingSink()
@@ -90,7 +91,7 @@ def receive_stack(
     )
     grpc_receiver = GrpcReceiver(
         receiver,
-        endpoint="127.0.0.1:0",
+        endpoint=grpc_endpoint,
         max_request_bytes=max_request_bytes,
         retry_after_seconds=retry_after_seconds,
         max_workers=4,

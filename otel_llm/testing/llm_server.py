@@ -915,7 +915,7 @@ class LLMServer:
         self._httpd = _HTTPServer(self._address, self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name="otel-llm-server",
             daemon=True,
         )

@@ -307,7 +307,7 @@ class CassetteServer:
         self._httpd = _ReplayHTTPServer(self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name="cassette-server",
             daemon=True,
         )

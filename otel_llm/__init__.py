@@ -6,7 +6,8 @@
     with otel_llm.llm_context(feature="support-answer", prompt_name="answer", prompt_version="3.2.0"):
         client.chat.completions.create(...)   # a GenAI span with prompt, feature, tokens, cost, hashes
 
-    otel_llm.record_feedback(True, call=otel_llm.last_call())   # a user's thumbs-up, minutes later
+    call = otel_llm.last_call()                # keep it with the answer shown to the user ...
+    otel_llm.record_feedback(True, span_context=call.span_context, response_id=call.response_id)
 
 Importing this package imports neither HTTP library nor any collector code; the hooks are installed by
 `instrument()`.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from otel_llm.call import CallHandle, last_call
 from otel_llm.context import LLMContext, current_context, llm_context
+from otel_llm.evaluation import record_evaluation, record_feedback
 from otel_llm.instrumentor import OtelLLMInstrumentor, instrument, uninstrument
 from otel_llm.tools import tool, tool_span
 from otel_llm.version import __version__
@@ -29,6 +31,8 @@ __all__ = [
     "instrument",
     "last_call",
     "llm_context",
+    "record_evaluation",
+    "record_feedback",
     "tool",
     "tool_span",
     "uninstrument",

@@ -15,6 +15,7 @@ from otel_llm_collector.testing import genai_request
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_ID = "eee19b7ec3c1b174"
 PARENT_ID = "eee19b7ec3c1b173"
+BLOB = base64.b64encode(b"\x00\x01").decode()
 
 # The example from the OTLP specification's repository (examples/trace.json), trimmed.
 SPEC_EXAMPLE = {

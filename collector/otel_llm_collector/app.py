@@ -1,0 +1,225 @@
+"""Wiring: settings -> state store, window engine, ingest queue, receivers, forwarders, HTTP endpoints.
+
+Start order makes readiness honest: the window snapshot is restored from the state dir first, the worker
+and forwarders start, then the listeners; ``/readyz`` turns 200 once every listener is bound and serving.
+Stop order makes shutdown lossless: stop the listeners (in-flight calls finish and are acknowledged only
+once queued), drain the ingest queue into the windows, take the final snapshot, flush the forwarders
+(bounded), close the store. ``run`` does this on SIGTERM or SIGINT and returns 0.
+
+When the listeners are up, one line goes to stdout with the bound addresses (ports chosen by the OS for
+``:0`` endpoints included), for scripts and tests that start the collector as a subprocess:
+``otel-llm collector ready otlp_grpc=0.0.0.0:4317 otlp_http=0.0.0.0:4318 http=0.0.0.0:9464``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from otel_llm_collector import exposition
+from otel_llm_collector.config import CollectorSettings, parse_endpoint
+from otel_llm_collector.decode import decode_logs, decode_traces
+from otel_llm_collector.forward import Forwarder
+from otel_llm_collector.httpserver import HttpServer
+from otel_llm_collector.ingest import IngestQueue
+from otel_llm_collector.receive_grpc import GrpcReceiver
+from otel_llm_collector.receive_http import add_otlp_routes, too_large_response
+from otel_llm_collector.receiver import Receiver
+from otel_llm_collector.router import HttpError, Request, Response, Router
+from otel_llm_collector.selfmetrics import Counters
+from otel_llm_collector.store import StateStore
+from otel_llm_collector.windows import WINDOW_NAMES, WindowEngine
+
+__all__ = ["App", "run"]
+
+_logger = logging.getLogger(__name__)
+_ADMIN_MAX_BODY_BYTES = 1024 * 1024
+
+
+class App:
+    """The collector process's components and their lifecycle."""
+
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+        self.counters = Counters()
+        self.ready = False
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = StateStore(settings.state_dir)
+        self.engine = self._restore_engine()
+        self.ingest = IngestQueue(
+            self.engine,
+            max_batches=settings.queue_max_batches,
+            counters=self.counters,
+            save_snapshot=self._save_snapshot,
+            snapshot_interval_seconds=settings.snapshot_interval_seconds,
+            idle_watermark_interval_seconds=settings.idle_watermark_interval_seconds,
+        )
+        self.forwarder = Forwarder(settings.forward, self.counters)
+        self.receiver = Receiver(
+            offer=self.ingest.offer,
+            counters=self.counters,
+            decode_traces=decode_traces,
+            decode_logs=decode_logs,
+            forwarder=self.forwarder if self.forwarder else None,
+        )
+        self.router = Router()
+        self._add_admin_routes(self.router)
+        self._grpc: GrpcReceiver | None = None
+        self._otlp_http: HttpServer | None = None
+        self._http: HttpServer | None = None
+        self._stopped = threading.Event()
+
+    def _restore_engine(self) -> WindowEngine:
+        settings = self.settings
+        options: dict[str, Any] = {
+            "max_series": settings.max_series,
+            "allowed_lateness_seconds": settings.allowed_lateness_seconds,
+        }
+        saved = self.store.load_snapshot()
+        if saved is not None:
+            try:
+                engine = WindowEngine.restore(saved[1], **options)
+            except Exception:
+                _logger.exception(
+                    "the window snapshot in %s cannot be restored; starting empty", settings.state_dir
+                )
+            else:
+                _logger.info("restored %d series from %s", len(engine), settings.state_dir)
+                return engine
+        return WindowEngine(**options)
+
+    def _save_snapshot(self, data: dict[str, Any]) -> None:
+        self.store.save_snapshot(data, saved_at_ns=time.time_ns())
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start everything; on a failure (a busy port) stop what already started and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop(0.0)
+            raise
+
+    def _start(self) -> None:
+        settings = self.settings
+        self.ingest.start()
+        self.forwarder.start()
+        self._grpc = GrpcReceiver(
+            self.receiver,
+            endpoint=settings.otlp_grpc_endpoint,
+            max_request_bytes=settings.max_request_bytes,
+            retry_after_seconds=settings.retry_after_seconds,
+            max_workers=settings.grpc_max_workers,
+            reuse_port=settings.reuse_port,
+        )
+        otlp_router = Router()
+        add_otlp_routes(
+            otlp_router,
+            self.receiver,
+            max_request_bytes=settings.max_request_bytes,
+            retry_after_seconds=settings.retry_after_seconds,
+        )
+        self._otlp_http = HttpServer(
+            otlp_router,
+            endpoint=settings.otlp_http_endpoint,
+            max_body_bytes=settings.max_request_bytes,
+            reuse_port=settings.reuse_port,
+            on_too_large=too_large_response(self.receiver),
+            name="otlp-http",
+        )
+        self._http = HttpServer(
+            self.router, endpoint=settings.http_endpoint, max_body_bytes=_ADMIN_MAX_BODY_BYTES, name="http"
+        )
+        self._grpc.start()
+        self._otlp_http.start()
+        self._http.start()
+        self.ready = True
+
+    def addresses(self) -> dict[str, str]:
+        """The bound ``host:port`` of each listener (the real port when 0 was asked for)."""
+        if self._grpc is None or self._otlp_http is None or self._http is None:
+            return {}
+        s = self.settings
+        return {
+            "otlp_grpc": _with_port(s.otlp_grpc_endpoint, self._grpc.port),
+            "otlp_http": _with_port(s.otlp_http_endpoint, self._otlp_http.port),
+            "http": _with_port(s.http_endpoint, self._http.port),
+        }
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.ready = False
+        if self._grpc is not None:
+            self._grpc.stop(grace_seconds)
+        if self._otlp_http is not None:
+            self._otlp_http.stop()
+        self.ingest.stop()
+        self.forwarder.stop(grace_seconds)
+        if self._http is not None:
+            self._http.stop()
+        self.store.close()
+
+    # -- admin endpoints -------------------------------------------------------------------------------
+
+    def _add_admin_routes(self, router: Router) -> None:
+        router.add("GET", "/metrics", self._metrics)
+        router.add("GET", "/healthz", lambda request: Response.json(200, {"status": "ok"}))
+        router.add("GET", "/readyz", self._readyz)
+        router.add("GET", "/api/v1/series", self._series)
+
+    def _readyz(self, request: Request) -> Response:
+        if self.ready:
+            return Response.json(200, {"status": "ready"})
+        return Response.json(503, {"status": "not ready"})
+
+    def _metrics(self, request: Request) -> Response:
+        with self.ingest.engine_lock:
+            text = exposition.render_metrics(self.engine, self_metrics=self.counters.snapshot())
+        return Response.text(200, text, exposition.CONTENT_TYPE)
+
+    def _series(self, request: Request) -> Response:
+        window = request.query_value("window", "5m") or "5m"
+        if window not in WINDOW_NAMES:
+            raise HttpError(400, f"window: expected one of {', '.join(WINDOW_NAMES)}")
+        with self.ingest.engine_lock:
+            document = exposition.series_json(self.engine, window)
+        return Response.json(200, document)
+
+
+def _with_port(endpoint: str, port: int) -> str:
+    host, _ = parse_endpoint(endpoint)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def run(settings: CollectorSettings) -> int:
+    """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
+    try:
+        app = App(settings)
+        app.start()
+    except OSError as exc:
+        _logger.error("cannot start: %s", exc)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    listening = " ".join(f"{name}={address}" for name, address in app.addresses().items())
+    print(f"otel-llm collector ready {listening}", flush=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        _logger.info("shutting down: draining the ingest queue and taking the final snapshot")
+        app.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -16,6 +16,7 @@ import httpx2
 import openai
 import pytest
 
+from otel_llm.testing import llm_server
 from otel_llm.testing.llm_server import (
     Api,
     ErrorReply,
@@ -584,6 +585,22 @@ def test_abort_before_response_and_in_anthropic_stream(
         list(claude.messages.create(model=CLAUDE, max_tokens=8, messages=USER, stream=True))
 
 
+def test_error_inside_a_started_stream(
+    oai: openai.OpenAI, claude: anthropic.Anthropic, script: ScriptedResponder
+) -> None:
+    failure = ErrorReply(503, "overloaded mid-stream", code="server_is_overloaded")
+    script.add(*[Reply(text="a b c d", error=failure, error_after_chunks=2)] * 3)
+
+    chat = oai.chat.completions.create(model="gpt-4o-mini", messages=USER, stream=True)
+    assert [next(chat).choices[0].delta.role for _ in range(2)] == ["assistant", None]
+    with pytest.raises(openai.APIError, match="overloaded mid-stream"):
+        next(chat)
+    events = list(oai.responses.create(model="gpt-4o-mini", input="x", stream=True))
+    assert [e.type for e in events] == ["response.created", "response.in_progress", "error"]
+    with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
+        list(claude.messages.create(model=CLAUDE, max_tokens=8, messages=USER, stream=True))
+
+
 # --- server lifecycle ---------------------------------------------------------------------------------------
 
 
@@ -672,3 +689,21 @@ def test_cli_serves_until_interrupted() -> None:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(llm_server.__all__) == [
+        "Api",
+        "ErrorReply",
+        "LLMRequest",
+        "LLMServer",
+        "LoggedRequest",
+        "Reply",
+        "Responder",
+        "ScriptedResponder",
+        "ToolCall",
+        "Usage",
+        "count_tokens",
+        "echo_responder",
+        "main",
+    ]

@@ -138,7 +138,8 @@ class Reply:
     choice when a chat request asks for ``n`` > 1 (cycled when shorter; ``text`` when empty).
     ``first_byte_delay_seconds`` delays the whole response, ``chunk_delay_seconds`` each streamed event
     after the first. ``abort_after_chunks`` drops the connection after that many streamed events (for a
-    non-streaming call: before any response byte).
+    non-streaming call: before any response byte). ``error_after_chunks`` with ``error`` makes a stream
+    send that many events and then the error as an in-stream event, as the providers do mid-stream.
     """
 
     text: str = ""
@@ -153,6 +154,7 @@ class Reply:
     first_byte_delay_seconds: float = 0.0
     chunk_delay_seconds: float = 0.0
     abort_after_chunks: int | None = None
+    error_after_chunks: int | None = None
 
 
 @dataclass(frozen=True)
@@ -706,6 +708,22 @@ def _error_body(api: Api | None, error: ErrorReply) -> dict[str, Any]:
     return {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
 
 
+def _stream_error(api: Api, error: ErrorReply) -> bytes:
+    """An error that arrives inside a stream that had started well (status 200 already sent)."""
+    body = _error_body(api, error)
+    if api is Api.CHAT_COMPLETIONS:
+        return b"data: " + json.dumps(body).encode() + b"\n\n"
+    if api is Api.RESPONSES:
+        inner = body.get("error", body)
+        body = {
+            "type": "error",
+            "code": inner.get("code") or inner.get("type"),
+            "message": inner.get("message"),
+        }
+        body["param"] = None
+    return f"event: error\ndata: {json.dumps(body)}\n\n".encode()
+
+
 def _models(names: Sequence[str], anthropic: bool) -> dict[str, Any]:
     if anthropic:
         listed = [
@@ -788,7 +806,8 @@ class _Handler(BaseHTTPRequestHandler):
         id_header = "request-id" if api is Api.ANTHROPIC_MESSAGES else "x-request-id"
         serial = app._next_serial()
         headers = {id_header: f"req_local{serial:08d}", **reply.headers}
-        if reply.error is not None:
+        streamed_error = reply.error is not None and reply.error_after_chunks is not None and request.stream
+        if reply.error is not None and not streamed_error:
             if reply.error.retry_after_seconds is not None:
                 headers["retry-after"] = f"{reply.error.retry_after_seconds:g}"
             self._send_json(reply.error.status, _error_body(api, reply.error), headers)
@@ -815,6 +834,10 @@ class _Handler(BaseHTTPRequestHandler):
             events = _responses_stream(resolved, request)
         else:
             events = _anthropic_stream(resolved)
+        if reply.error is not None and reply.error_after_chunks is not None:
+            events = itertools.chain(
+                itertools.islice(events, reply.error_after_chunks), [_stream_error(api, reply.error)]
+            )
         self._send_stream(events, reply, headers)
 
     def _write(self, data: bytes) -> None:

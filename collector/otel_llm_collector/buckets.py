@@ -1,0 +1,294 @@
+"""One time bucket of one series: what the windows add up, and the figures derived from a merged window.
+
+A `Bucket` holds additive state only (counts, sums, quantile sketches), so that any set of buckets can be
+merged into a window exactly; `WindowStats` holds the derived figures (rates, ratios, quantiles, means) that
+exposition and rules read. Parts that most calls do not have (time to first chunk, errors, evaluations)
+are created on first use, which keeps an idle-but-retained bucket small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from otel_llm_collector.records import CallRecord, EvaluationRecord
+from otel_llm_collector.sketch import QuantileSketch
+
+TOKEN_KINDS: Final = ("input", "output", "cache_read", "cache_creation", "reasoning")
+"""The token kinds a window reports, in `CallRecord` field order."""
+MAX_EVALUATION_NAMES: Final = 32
+"""Per bucket; further names fold into `OTHER_EVALUATION` so a misbehaving evaluator cannot blow up labels."""
+OTHER_EVALUATION: Final = "__other__"
+MAX_ERROR_TYPES: Final = 32
+OTHER_ERROR: Final = "__other__"
+
+_I_SAMPLES, _I_SCORE_SUM, _I_SCORED, _I_FAILS = 0, 1, 2, 3
+
+
+class Bucket:
+    """Additive aggregates of the calls and evaluations whose event time falls in one bucket."""
+
+    __slots__ = (
+        "context_count",
+        "context_tokens",
+        "cost_count",
+        "cost_sum",
+        "count",
+        "errors",
+        "evaluations",
+        "latency",
+        "token_counts",
+        "token_sums",
+        "tool_calls",
+        "ttfc",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors: dict[str, int] | None = None
+        self.latency = QuantileSketch()
+        self.ttfc: QuantileSketch | None = None
+        self.token_sums = [0, 0, 0, 0, 0]
+        self.token_counts = [0, 0, 0, 0, 0]
+        self.cost_sum = 0.0
+        self.cost_count = 0
+        self.context_tokens = 0
+        self.context_count = 0
+        self.tool_calls = 0
+        self.evaluations: dict[str, list[float]] | None = None
+
+    def add_call(self, call: CallRecord) -> None:
+        self.count += 1
+        if call.error_type:
+            errors = self.errors
+            if errors is None:
+                errors = self.errors = {}
+            error_type = call.error_type
+            if error_type not in errors and len(errors) >= MAX_ERROR_TYPES:
+                error_type = OTHER_ERROR
+            errors[error_type] = errors.get(error_type, 0) + 1
+        self.latency.add(call.duration_s)
+        if call.time_to_first_chunk_s is not None:
+            if self.ttfc is None:
+                self.ttfc = QuantileSketch()
+            self.ttfc.add(call.time_to_first_chunk_s)
+        sums = self.token_sums
+        counts = self.token_counts
+        value = call.input_tokens
+        if value is not None:
+            sums[0] += value
+            counts[0] += 1
+        value = call.output_tokens
+        if value is not None:
+            sums[1] += value
+            counts[1] += 1
+        value = call.cache_read_tokens
+        if value is not None:
+            sums[2] += value
+            counts[2] += 1
+        value = call.cache_creation_tokens
+        if value is not None:
+            sums[3] += value
+            counts[3] += 1
+        value = call.reasoning_tokens
+        if value is not None:
+            sums[4] += value
+            counts[4] += 1
+        if call.cost_usd is not None:
+            self.cost_sum += call.cost_usd
+            self.cost_count += 1
+        if call.context_tokens is not None:
+            self.context_tokens += call.context_tokens
+            self.context_count += 1
+        self.tool_calls += call.tool_call_count
+
+    def add_evaluation(self, evaluation: EvaluationRecord) -> None:
+        evaluations = self.evaluations
+        if evaluations is None:
+            evaluations = self.evaluations = {}
+        name = evaluation.name
+        entry = evaluations.get(name)
+        if entry is None:
+            if len(evaluations) >= MAX_EVALUATION_NAMES:
+                name = OTHER_EVALUATION
+                entry = evaluations.get(name)
+            if entry is None:
+                entry = evaluations[name] = [0.0, 0.0, 0.0, 0.0]
+        entry[_I_SAMPLES] += 1
+        if evaluation.score is not None:
+            entry[_I_SCORE_SUM] += evaluation.score
+            entry[_I_SCORED] += 1
+        if evaluation.failed:
+            entry[_I_FAILS] += 1
+
+    def merge(self, other: Bucket) -> None:
+        self.count += other.count
+        if other.errors:
+            errors = self.errors if self.errors is not None else {}
+            self.errors = errors
+            for name, n in other.errors.items():
+                errors[name] = errors.get(name, 0) + n
+        self.latency.merge(other.latency)
+        if other.ttfc is not None:
+            if self.ttfc is None:
+                self.ttfc = QuantileSketch()
+            self.ttfc.merge(other.ttfc)
+        for i in range(len(TOKEN_KINDS)):
+            self.token_sums[i] += other.token_sums[i]
+            self.token_counts[i] += other.token_counts[i]
+        self.cost_sum += other.cost_sum
+        self.cost_count += other.cost_count
+        self.context_tokens += other.context_tokens
+        self.context_count += other.context_count
+        self.tool_calls += other.tool_calls
+        if other.evaluations:
+            evaluations = self.evaluations if self.evaluations is not None else {}
+            self.evaluations = evaluations
+            for name, values in other.evaluations.items():
+                mine = evaluations.get(name)
+                if mine is None:
+                    evaluations[name] = list(values)
+                else:
+                    for i, v in enumerate(values):
+                        mine[i] += v
+
+    @property
+    def empty(self) -> bool:
+        return self.count == 0 and not self.evaluations
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"n": self.count, "lat": self.latency.to_dict()}
+        if self.errors:
+            data["err"] = dict(self.errors)
+        if self.ttfc is not None:
+            data["ttfc"] = self.ttfc.to_dict()
+        if any(self.token_counts):
+            data["tok"] = [list(self.token_sums), list(self.token_counts)]
+        if self.cost_count:
+            data["cost"] = [self.cost_sum, self.cost_count]
+        if self.context_count:
+            data["ctx"] = [self.context_tokens, self.context_count]
+        if self.tool_calls:
+            data["tools"] = self.tool_calls
+        if self.evaluations:
+            data["eval"] = {k: list(v) for k, v in self.evaluations.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Bucket:
+        bucket = cls()
+        bucket.count = int(data["n"])
+        bucket.latency = QuantileSketch.from_dict(data["lat"])
+        if "err" in data:
+            bucket.errors = {str(k): int(v) for k, v in data["err"].items()}
+        if "ttfc" in data:
+            bucket.ttfc = QuantileSketch.from_dict(data["ttfc"])
+        if "tok" in data:
+            bucket.token_sums = [int(v) for v in data["tok"][0]]
+            bucket.token_counts = [int(v) for v in data["tok"][1]]
+        if "cost" in data:
+            bucket.cost_sum, bucket.cost_count = float(data["cost"][0]), int(data["cost"][1])
+        if "ctx" in data:
+            bucket.context_tokens, bucket.context_count = int(data["ctx"][0]), int(data["ctx"][1])
+        bucket.tool_calls = int(data.get("tools", 0))
+        if "eval" in data:
+            bucket.evaluations = {str(k): [float(x) for x in v] for k, v in data["eval"].items()}
+        return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationStats:
+    samples: int
+    mean: float | None
+    """Mean of the numeric scores; None when every sample only had a label."""
+    fail_rate: float
+    """Samples labelled `fail` over all samples."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Derived figures of one series over one window (`[start_ns, end_ns)`, event time)."""
+
+    window: str
+    start_ns: int
+    end_ns: int
+    count: int
+    rate_per_s: float
+    errors: int
+    error_rate: float
+    success_rate: float
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_mean_s: float | None = None
+    latency_sum_s: float = 0.0
+    ttfc_count: int = 0
+    ttfc_sum_s: float = 0.0
+    ttfc_p50_s: float | None = None
+    ttfc_p95_s: float | None = None
+    ttfc_p99_s: float | None = None
+    tokens_total: dict[str, int] = field(default_factory=dict)
+    """Per kind in `TOKEN_KINDS`, only kinds that some call reported."""
+    tokens_mean: dict[str, float] = field(default_factory=dict)
+    """Per kind: total over the calls that reported the kind."""
+    cost_usd_total: float = 0.0
+    cost_usd_mean: float | None = None
+    context_tokens_mean: float | None = None
+    tool_calls: int = 0
+    evaluations: dict[str, EvaluationStats] = field(default_factory=dict)
+
+
+def derive(bucket: Bucket, *, window: str, start_ns: int, end_ns: int, covered_s: float) -> WindowStats:
+    """Figures of a merged bucket; `covered_s` is the event time the window actually spans so far."""
+    count = bucket.count
+    errors = sum(bucket.errors.values()) if bucket.errors else 0
+    latency = bucket.latency
+    ttfc = bucket.ttfc
+    tokens_total = {
+        kind: bucket.token_sums[i] for i, kind in enumerate(TOKEN_KINDS) if bucket.token_counts[i]
+    }
+    tokens_mean = {
+        kind: bucket.token_sums[i] / bucket.token_counts[i]
+        for i, kind in enumerate(TOKEN_KINDS)
+        if bucket.token_counts[i]
+    }
+    evaluations = {
+        name: EvaluationStats(
+            samples=int(v[_I_SAMPLES]),
+            mean=v[_I_SCORE_SUM] / v[_I_SCORED] if v[_I_SCORED] else None,
+            fail_rate=v[_I_FAILS] / v[_I_SAMPLES] if v[_I_SAMPLES] else 0.0,
+        )
+        for name, v in sorted((bucket.evaluations or {}).items())
+    }
+    return WindowStats(
+        window=window,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        count=count,
+        rate_per_s=count / covered_s if covered_s > 0 else 0.0,
+        errors=errors,
+        error_rate=errors / count if count else 0.0,
+        success_rate=(count - errors) / count if count else 0.0,
+        errors_by_type=dict(sorted((bucket.errors or {}).items())),
+        latency_p50_s=latency.quantile(0.5),
+        latency_p95_s=latency.quantile(0.95),
+        latency_p99_s=latency.quantile(0.99),
+        latency_mean_s=latency.mean,
+        latency_sum_s=latency.sum,
+        ttfc_count=int(ttfc.count) if ttfc else 0,
+        ttfc_sum_s=ttfc.sum if ttfc else 0.0,
+        ttfc_p50_s=ttfc.quantile(0.5) if ttfc else None,
+        ttfc_p95_s=ttfc.quantile(0.95) if ttfc else None,
+        ttfc_p99_s=ttfc.quantile(0.99) if ttfc else None,
+        tokens_total=tokens_total,
+        tokens_mean=tokens_mean,
+        cost_usd_total=bucket.cost_sum,
+        cost_usd_mean=bucket.cost_sum / bucket.cost_count if bucket.cost_count else None,
+        context_tokens_mean=bucket.context_tokens / bucket.context_count if bucket.context_count else None,
+        tool_calls=bucket.tool_calls,
+        evaluations=evaluations,
+    )
+
+
+__all__ = ["TOKEN_KINDS", "Bucket", "EvaluationStats", "WindowStats", "derive"]

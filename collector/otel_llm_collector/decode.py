@@ -1,0 +1,471 @@
+"""Decode: OTLP export requests (protobuf) -> plain `CallRecord` / `EvaluationRecord` values.
+
+This is the hot path of the collector, so it is written for speed rather than elegance:
+
+- each span's attributes are walked once, and each key costs one dict lookup in `mapping.ATTRIBUTE_TABLE`;
+  only the handful of values the records need are read (reading a protobuf value costs more than a lookup);
+- spans that are not GenAI model calls are skipped after that walk, without building anything;
+- service name and version are read once per `ResourceSpans`;
+- at most `max_attributes_per_span` attributes are looked at per span (an "attribute bomb" of 10,000
+  attributes costs no more than a normal span); how many spans were cut short is counted in `DecodeStats`.
+
+Per-item defects (trace id not 16 bytes or all zero, span id not 8 bytes or all zero, end before start; for
+log records an id of the wrong length) reject that item only: it is counted in `DecodeResult.rejected` with
+its reason in `reject_reasons`, and the rest of the request is kept, as OTLP partial success expects.
+
+`gen_ai.evaluation.result` span events on a GenAI span ride on the call (`CallRecord.evaluations`, series
+known); on any other span they become standalone `EvaluationRecord`s carrying that span's ids. Log records
+whose event name (the `event_name` field, or the `event.name` attribute) is `gen_ai.evaluation.result`
+become `EvaluationRecord`s carrying the log record's trace/span id and the response id, for the join index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.semconv._incubating.attributes.event_attributes import EVENT_NAME
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME, SERVICE_VERSION
+
+from otel_llm import attributes as A
+from otel_llm_collector import mapping as M
+from otel_llm_collector.contracts import DecodeResult
+from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
+
+DEFAULT_MAX_ATTRIBUTES_PER_SPAN: Final = 128
+"""Well above the ~15-40 attributes real GenAI spans carry; bounds the cost of pathological spans."""
+MAX_SEGMENTS_PER_SPAN: Final = 8
+MAX_ATTRIBUTE_STRING_CHARS: Final = 256
+"""Series labels and ids longer than this are cut: they end up as Prometheus label values."""
+
+REJECT_TRACE_ID: Final = "invalid_trace_id"
+REJECT_SPAN_ID: Final = "invalid_span_id"
+REJECT_END_BEFORE_START: Final = "end_before_start"
+
+_ZERO_TRACE_ID: Final = bytes(16)
+_ZERO_SPAN_ID: Final = bytes(8)
+_STATUS_CODE_ERROR: Final = 2
+_UNKNOWN_SERVICE_PREFIX: Final = "unknown_service"
+_ERROR_TYPE_OTHER: Final = "_OTHER"
+"""What the semantic conventions prescribe when an error has no better type."""
+
+_TABLE: Final = M.ATTRIBUTE_TABLE
+_EVALUATION_EVENT: Final = A.GEN_AI_EVALUATION_RESULT_EVENT
+_SEGMENT_PREFIX: Final = A.SEGMENT_PREFIX
+_OTEL_LLM_PREFIX: Final = M.OTEL_LLM_PREFIX
+_MARK_OTEL_LLM: Final = M.MARK_OTEL_LLM
+_STR: Final = M.STR
+_INT: Final = M.INT
+_FLOAT: Final = M.FLOAT
+_MAX_CHARS: Final = MAX_ATTRIBUTE_STRING_CHARS
+
+
+class DecodeStats:
+    """Counters that do not belong in one request's `DecodeResult`; the app exposes them as self-metrics.
+
+    Plain integer increments: share one instance per decoding thread, or accept that concurrent decoders
+    may lose an occasional increment.
+    """
+
+    __slots__ = ("attributes_truncated_spans",)
+
+    def __init__(self) -> None:
+        self.attributes_truncated_spans = 0
+
+
+# --- AnyValue readers: the fast field first, the oneof switch only when that field is empty -------------
+def _any_str(value: Any) -> str:
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        s: str = value.string_value
+        return s[:MAX_ATTRIBUTE_STRING_CHARS]
+    if which == "int_value":
+        return str(value.int_value)
+    if which == "double_value":
+        return repr(value.double_value)
+    if which == "bool_value":
+        return "true" if value.bool_value else "false"
+    return ""
+
+
+def _any_int(value: Any) -> int | None:
+    which = value.WhichOneof("value")
+    if which == "int_value":
+        return int(value.int_value)
+    if which == "double_value":
+        return int(value.double_value)
+    if which == "string_value":
+        try:
+            return int(value.string_value)
+        except ValueError:
+            return None
+    return None
+
+
+def _any_float(value: Any) -> float | None:
+    which = value.WhichOneof("value")
+    if which == "double_value":
+        return float(value.double_value)
+    if which == "int_value":
+        return float(value.int_value)
+    if which == "string_value":
+        try:
+            return float(value.string_value)
+        except ValueError:
+            return None
+    return None
+
+
+def _any_strs(value: Any) -> tuple[str, ...]:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return tuple(_any_str(v) for v in value.array_value.values[:64])
+    if which == "string_value":
+        return (value.string_value[:MAX_ATTRIBUTE_STRING_CHARS],)
+    return ()
+
+
+def _resource_info(resource: Any) -> tuple[str, str]:
+    service = ""
+    version = ""
+    for kv in resource.attributes:
+        key = kv.key
+        if key == SERVICE_NAME:
+            service = _any_str(kv.value)
+        elif key == SERVICE_VERSION:
+            version = _any_str(kv.value)
+    return service, version
+
+
+def _evaluation(attributes: Any, time_ns: int, trace_id: str, span_id: str) -> EvaluationRecord | None:
+    name = ""
+    score: float | None = None
+    label = ""
+    explanation = ""
+    response_id = ""
+    for kv in attributes[:DEFAULT_MAX_ATTRIBUTES_PER_SPAN]:
+        key = kv.key
+        if key == A.GEN_AI_EVALUATION_NAME:
+            name = _any_str(kv.value)
+        elif key == A.GEN_AI_EVALUATION_SCORE_VALUE:
+            score = _any_float(kv.value)
+        elif key == A.GEN_AI_EVALUATION_SCORE_LABEL:
+            label = _any_str(kv.value)
+        elif key == A.GEN_AI_EVALUATION_EXPLANATION:
+            explanation = _any_str(kv.value)
+        elif key == A.GEN_AI_RESPONSE_ID:
+            response_id = _any_str(kv.value)
+    if not name:
+        return None
+    return EvaluationRecord(
+        name=name,
+        time_ns=time_ns,
+        score=score,
+        label=label,
+        explanation=explanation,
+        trace_id=trace_id,
+        span_id=span_id,
+        response_id=response_id,
+    )
+
+
+def _span_evaluations(
+    events: Any, default_time_ns: int, trace_id: str, span_id: str
+) -> list[EvaluationRecord]:
+    out: list[EvaluationRecord] = []
+    for event in events:
+        if event.name != _EVALUATION_EVENT:
+            continue
+        record = _evaluation(event.attributes, event.time_unix_nano or default_time_ns, trace_id, span_id)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def _opt_int(found: dict[int, Any], slot: int) -> int | None:
+    value = found.get(slot)
+    return value if isinstance(value, int) else None
+
+
+def _opt_float(found: dict[int, Any], slot: int) -> float | None:
+    value = found.get(slot)
+    return float(value) if isinstance(value, float | int) else None
+
+
+def _call(
+    found: dict[int, Any],
+    *,
+    operation: str,
+    markers: int,
+    scope_name: str,
+    service: str,
+    service_version: str,
+    span: Any,
+    trace_id: bytes,
+    span_id: bytes,
+    segments: list[tuple[str, str]] | None,
+) -> CallRecord:
+    oi_model = found.get(M.OI_MODEL, "")
+    request_model = found.get(M.REQUEST_MODEL, "") or oi_model
+    response_model = found.get(M.RESPONSE_MODEL, "") or oi_model
+    if not service or service.startswith(_UNKNOWN_SERVICE_PREFIX):
+        service = found.get(M.APPLICATION_NAME, "") or service
+    environment = found.get(M.ENVIRONMENT, "")
+    if environment:
+        segments = [*(segments or ()), ("environment", environment)]
+    error_type = found.get(M.ERROR_TYPE, "")
+    if not error_type and span.status.code == _STATUS_CODE_ERROR:
+        error_type = _ERROR_TYPE_OTHER
+    input_tokens = _opt_int(found, M.INPUT_TOKENS)
+    output_tokens = _opt_int(found, M.OUTPUT_TOKENS)
+    if output_tokens is None and input_tokens is not None:
+        total = _opt_int(found, M.TOTAL_TOKENS)
+        if total is not None and total >= input_tokens:
+            output_tokens = total - input_tokens
+    tool_names = found.get(M.TOOL_CALL_NAMES, ())
+    tool_count = _opt_int(found, M.TOOL_CALL_COUNT)
+    start = span.start_time_unix_nano
+    end = span.end_time_unix_nano
+    trace_hex = trace_id.hex()
+    span_hex = span_id.hex()
+    series = SeriesKey(
+        service,
+        found.get(M.FEATURE, ""),
+        found.get(M.PROMPT_NAME, ""),
+        found.get(M.PROMPT_VERSION, ""),
+        response_model or request_model,
+    )
+    evaluations: tuple[EvaluationRecord, ...] = ()
+    if span.events:
+        evaluations = tuple(
+            EvaluationRecord(
+                name=e.name,
+                time_ns=e.time_ns,
+                score=e.score,
+                label=e.label,
+                explanation=e.explanation,
+                trace_id=trace_hex,
+                span_id=span_hex,
+                response_id=e.response_id or found.get(M.RESPONSE_ID, ""),
+                series=series,
+            )
+            for e in _span_evaluations(span.events, end, trace_hex, span_hex)
+        )
+    return CallRecord(
+        series=series,
+        end_time_ns=end,
+        duration_s=(end - start) / 1e9,
+        trace_id=trace_hex,
+        span_id=span_hex,
+        service_version=service_version,
+        provider=found.get(M.PROVIDER, ""),
+        operation=operation,
+        request_model=request_model,
+        response_model=response_model,
+        response_id=found.get(M.RESPONSE_ID, ""),
+        error_type=error_type,
+        time_to_first_chunk_s=_opt_float(found, M.TTFC),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=_opt_int(found, M.CACHE_READ),
+        cache_creation_tokens=_opt_int(found, M.CACHE_CREATION),
+        reasoning_tokens=_opt_int(found, M.REASONING),
+        cost_usd=_opt_float(found, M.COST),
+        context_documents=_opt_int(found, M.CONTEXT_DOCUMENTS),
+        context_tokens=_opt_int(found, M.CONTEXT_TOKENS),
+        tool_call_count=tool_count if tool_count is not None else len(tool_names),
+        tool_call_names=tool_names,
+        finish_reasons=found.get(M.FINISH_REASONS, ()),
+        input_hash=found.get(M.INPUT_HASH, ""),
+        output_hash=found.get(M.OUTPUT_HASH, ""),
+        instrumentation=M.instrumentation_of(markers, scope_name),
+        segments=tuple(segments) if segments else (),
+        evaluations=evaluations,
+    )
+
+
+def _summary(reasons: dict[str, int]) -> str:
+    return "; ".join(f"{count} rejected: {reason}" for reason, count in sorted(reasons.items()))
+
+
+def decode_traces(
+    request: ExportTraceServiceRequest,
+    *,
+    max_attributes_per_span: int = DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
+    stats: DecodeStats | None = None,
+) -> DecodeResult:
+    """Validate every span and turn the GenAI ones into records. Never raises on bad data."""
+    calls: list[CallRecord] = []
+    evaluations: list[EvaluationRecord] = []
+    reasons: dict[str, int] = {}
+    seen = 0
+    skipped = 0
+    truncated = 0
+    table_get = _TABLE.get
+    for resource_spans in request.resource_spans:
+        service, service_version = _resource_info(resource_spans.resource)
+        for scope_spans in resource_spans.scope_spans:
+            scope_name: str = scope_spans.scope.name
+            for span in scope_spans.spans:
+                seen += 1
+                trace_id: bytes = span.trace_id
+                span_id: bytes = span.span_id
+                if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
+                    reasons[REJECT_TRACE_ID] = reasons.get(REJECT_TRACE_ID, 0) + 1
+                    continue
+                if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
+                    reasons[REJECT_SPAN_ID] = reasons.get(REJECT_SPAN_ID, 0) + 1
+                    continue
+                if span.end_time_unix_nano < span.start_time_unix_nano:
+                    reasons[REJECT_END_BEFORE_START] = reasons.get(REJECT_END_BEFORE_START, 0) + 1
+                    continue
+                attributes: Sequence[Any] = span.attributes
+                if len(attributes) > max_attributes_per_span:
+                    truncated += 1
+                    attributes = attributes[:max_attributes_per_span]
+                found: dict[int, Any] = {}
+                alternates: dict[int, int] | None = None
+                markers = 0
+                segments: list[tuple[str, str]] | None = None
+                for kv in attributes:
+                    key: str = kv.key
+                    entry = table_get(key)
+                    if entry is None:
+                        if key.startswith(_OTEL_LLM_PREFIX):
+                            markers |= _MARK_OTEL_LLM
+                            if key.startswith(_SEGMENT_PREFIX):
+                                if segments is None:
+                                    segments = []
+                                if len(segments) < MAX_SEGMENTS_PER_SPAN:
+                                    segments.append((key[len(_SEGMENT_PREFIX) :], _any_str(kv.value)))
+                        continue
+                    slot, priority, kind, marker = entry
+                    if priority:
+                        # An alternative name: it must not override the primary or a better alternative.
+                        if alternates is None:
+                            alternates = {}
+                        if slot in found and alternates.get(slot, 0) <= priority:
+                            continue
+                        alternates[slot] = priority
+                    elif alternates:
+                        alternates.pop(slot, None)
+                    markers |= marker
+                    value = kv.value
+                    if kind == _STR:
+                        text = value.string_value
+                        found[slot] = (
+                            (text if len(text) <= _MAX_CHARS else text[:_MAX_CHARS])
+                            if text
+                            else _any_str(value)
+                        )
+                    elif kind == _INT:
+                        found[slot] = value.int_value or _any_int(value)
+                    elif kind == _FLOAT:
+                        found[slot] = _any_float(value)
+                    else:
+                        found[slot] = _any_strs(value)
+                operation = M.operation_of(found)
+                if not operation:
+                    skipped += 1
+                    if span.events:
+                        evaluations.extend(
+                            _span_evaluations(
+                                span.events, span.end_time_unix_nano, trace_id.hex(), span_id.hex()
+                            )
+                        )
+                    continue
+                calls.append(
+                    _call(
+                        found,
+                        operation=operation,
+                        markers=markers,
+                        scope_name=scope_name,
+                        service=service,
+                        service_version=service_version,
+                        span=span,
+                        trace_id=trace_id,
+                        span_id=span_id,
+                        segments=segments,
+                    )
+                )
+    if stats is not None and truncated:
+        stats.attributes_truncated_spans += truncated
+    rejected = sum(reasons.values())
+    return DecodeResult(
+        calls=tuple(calls),
+        evaluations=tuple(evaluations),
+        spans_seen=seen,
+        rejected=rejected,
+        error_message=_summary(reasons) if rejected else "",
+        skipped=skipped,
+        reject_reasons=reasons,
+    )
+
+
+def _log_event_name(record: Any) -> str:
+    name: str = record.event_name
+    if name:
+        return name
+    for kv in record.attributes[:DEFAULT_MAX_ATTRIBUTES_PER_SPAN]:
+        if kv.key == EVENT_NAME:
+            return _any_str(kv.value)
+    return ""
+
+
+def decode_logs(request: ExportLogsServiceRequest) -> DecodeResult:
+    """Turn `gen_ai.evaluation.result` log records into evaluation records; skip all other logs.
+
+    Ids are optional on log records (all-zero or empty means "no span context"); an id of the wrong length
+    rejects that record.
+    """
+    evaluations: list[EvaluationRecord] = []
+    reasons: dict[str, int] = {}
+    seen = 0
+    skipped = 0
+    for resource_logs in request.resource_logs:
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                seen += 1
+                trace_id: bytes = record.trace_id
+                span_id: bytes = record.span_id
+                if len(trace_id) not in (0, 16):
+                    reasons[REJECT_TRACE_ID] = reasons.get(REJECT_TRACE_ID, 0) + 1
+                    continue
+                if len(span_id) not in (0, 8):
+                    reasons[REJECT_SPAN_ID] = reasons.get(REJECT_SPAN_ID, 0) + 1
+                    continue
+                if _log_event_name(record) != _EVALUATION_EVENT:
+                    skipped += 1
+                    continue
+                evaluation = _evaluation(
+                    record.attributes,
+                    record.time_unix_nano or record.observed_time_unix_nano,
+                    "" if trace_id in (b"", _ZERO_TRACE_ID) else trace_id.hex(),
+                    "" if span_id in (b"", _ZERO_SPAN_ID) else span_id.hex(),
+                )
+                if evaluation is None:
+                    skipped += 1
+                    continue
+                evaluations.append(evaluation)
+    rejected = sum(reasons.values())
+    return DecodeResult(
+        evaluations=tuple(evaluations),
+        spans_seen=seen,
+        rejected=rejected,
+        error_message=_summary(reasons) if rejected else "",
+        skipped=skipped,
+        reject_reasons=reasons,
+    )
+
+
+__all__ = [
+    "DEFAULT_MAX_ATTRIBUTES_PER_SPAN",
+    "REJECT_END_BEFORE_START",
+    "REJECT_SPAN_ID",
+    "REJECT_TRACE_ID",
+    "DecodeStats",
+    "decode_logs",
+    "decode_traces",
+]

@@ -1,0 +1,366 @@
+"""Event-time windows per series: 1m, 5m, 15m, 1h, 24h and 7d figures from minute and hour buckets.
+
+Usage (the app owns one engine and calls it from one worker thread)::
+
+    engine = WindowEngine(max_series=10_000, allowed_lateness_seconds=60)
+    engine.apply(decode_traces(request))         # calls and evaluations
+    engine.advance_watermark(time.time_ns())     # when the stream is idle
+    stats = engine.window(key, "5m")             # WindowStats, or None
+
+Time. Everything runs on event time (span end timestamps). The engine's clock `now_ns` is the largest event
+time seen, or the wall-clock time passed to `advance_watermark`, whichever is later; the watermark is
+`now_ns - allowed_lateness`. A window named `5m` covers the minute that holds `now_ns` and the four before
+it, so its rate is count / the event time it spans so far. `24h` and `7d` are hour-aligned: the current hour
+plus the 23 (or 167) before it.
+
+Storage. Calls land in a per-series one-minute bucket. When the watermark passes the end of a minute, that
+minute is rolled up into its hour bucket (but stays in the minute ring for the short windows). Minute
+buckets are kept for `minute_retention` minutes (default 70: the 1h window plus lateness), hour buckets for
+`hour_retention` hours (default 169: the 7d window). Older buckets are evicted as the watermark advances, so
+memory is flat over time: it grows with the number of active series, never with time.
+
+Late data. A record older than the watermark is counted in `late` and still applied when its bucket is
+retained: into its minute bucket (and its hour bucket if that minute was already rolled up), or into its hour
+bucket only when the minute is gone. A record older than the hour retention is dropped and counted in
+`dropped_too_old`. A record more than `max_future_seconds` ahead of the wall clock (once the app has passed
+one) is dropped as `dropped_future`: one bad clock must not move every window into the future.
+
+Cardinality. At most `max_series` series; calls for further series go to `OVERFLOW_SERIES` and are counted
+in `overflow_calls`. A series whose buckets have all expired is forgotten, which frees its place.
+
+Evaluations carried on their call's span go to that call's series; the rest are attributed through the
+`JoinIndex` (by span context or response id), else wait briefly as pending, else count as
+`evaluations_unmatched`. An evaluation lands in the bucket of its own event time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from otel_llm_collector.buckets import Bucket, WindowStats, derive
+from otel_llm_collector.contracts import DecodeResult
+from otel_llm_collector.join import JoinIndex
+from otel_llm_collector.records import OVERFLOW_SERIES, CallRecord, EvaluationRecord, SeriesKey
+
+MINUTE_NS: Final = 60 * 1_000_000_000
+HOUR_NS: Final = 60 * MINUTE_NS
+
+MINUTE_WINDOWS: Final = {"1m": 1, "5m": 5, "15m": 15, "1h": 60}
+"""Windows built from minute buckets: name -> minutes."""
+HOUR_WINDOWS: Final = {"24h": 24, "7d": 168}
+"""Windows built from hour buckets: name -> hours."""
+WINDOW_NAMES: Final = (*MINUTE_WINDOWS, *HOUR_WINDOWS)
+
+SNAPSHOT_VERSION: Final = 1
+
+
+class _Series:
+    __slots__ = ("calls_total", "evaluations_total", "hours", "minutes")
+
+    def __init__(self) -> None:
+        self.minutes: dict[int, Bucket] = {}
+        self.hours: dict[int, Bucket] = {}
+        self.calls_total = 0
+        self.evaluations_total = 0
+
+
+class WindowEngine:
+    """Per-series event-time aggregation. Not thread-safe: one worker applies, readers take `snapshot()`
+    or call `window()` from the same thread (or under the app's lock)."""
+
+    def __init__(
+        self,
+        *,
+        max_series: int = 10_000,
+        allowed_lateness_seconds: float = 60.0,
+        minute_retention: int = 70,
+        hour_retention: int = 169,
+        max_future_seconds: float = 300.0,
+        join: JoinIndex | None = None,
+    ) -> None:
+        if max_series < 1:
+            raise ValueError("max_series must be at least 1")
+        if minute_retention < max(MINUTE_WINDOWS.values()):
+            raise ValueError(f"minute_retention must cover the 1h window, got {minute_retention}")
+        if hour_retention < max(HOUR_WINDOWS.values()):
+            raise ValueError(f"hour_retention must cover the 7d window, got {hour_retention}")
+        if allowed_lateness_seconds < 0:
+            raise ValueError("allowed_lateness_seconds must not be negative")
+        self.max_series = max_series
+        self.lateness_ns = int(allowed_lateness_seconds * 1e9)
+        self.minute_retention = minute_retention
+        self.hour_retention = hour_retention
+        self.max_future_ns = int(max_future_seconds * 1e9)
+        self.join = join if join is not None else JoinIndex()
+        self._series: dict[SeriesKey, _Series] = {}
+        self._now_ns = 0
+        self._wall_ns = 0
+        self._rolled_minute = 0
+        """Minutes below this index have been rolled up into their hour buckets."""
+        self.calls_total = 0
+        self.evaluations_total = 0
+        self.late = 0
+        self.dropped_too_old = 0
+        self.dropped_future = 0
+        self.overflow_calls = 0
+
+    # --- time -----------------------------------------------------------------------------------------
+    @property
+    def now_ns(self) -> int:
+        return self._now_ns
+
+    @property
+    def watermark_ns(self) -> int:
+        return self._now_ns - self.lateness_ns
+
+    @property
+    def evaluations_unmatched(self) -> int:
+        return self.join.unmatched
+
+    def advance_watermark(self, now_ns: int) -> None:
+        """Move event time forward to wall-clock `now_ns` when the stream is idle; never moves it back."""
+        self._wall_ns = max(self._wall_ns, now_ns)
+        if now_ns > self._now_ns:
+            self._now_ns = now_ns
+        self._roll_and_evict()
+
+    def _roll_and_evict(self) -> None:
+        closed_minute = self.watermark_ns // MINUTE_NS
+        if self._rolled_minute == 0:
+            first = min(
+                (m for series in self._series.values() for m in series.minutes), default=closed_minute
+            )
+            self._rolled_minute = min(first, closed_minute)
+        if closed_minute > self._rolled_minute:
+            for series in self._series.values():
+                for minute, bucket in series.minutes.items():
+                    if self._rolled_minute <= minute < closed_minute:
+                        self._hour_bucket(series, minute // 60).merge(bucket)
+            self._rolled_minute = closed_minute
+            self._evict()
+            self.join.expire(self.watermark_ns)
+
+    def _evict(self) -> None:
+        oldest_minute = self._now_ns // MINUTE_NS - self.minute_retention + 1
+        oldest_hour = self._now_ns // HOUR_NS - self.hour_retention + 1
+        dead: list[SeriesKey] = []
+        for key, series in self._series.items():
+            for minute in [m for m in series.minutes if m < oldest_minute]:
+                del series.minutes[minute]
+            for hour in [h for h in series.hours if h < oldest_hour]:
+                del series.hours[hour]
+            if not series.minutes and not series.hours:
+                dead.append(key)
+        for key in dead:
+            del self._series[key]
+
+    @staticmethod
+    def _hour_bucket(series: _Series, hour: int) -> Bucket:
+        bucket = series.hours.get(hour)
+        if bucket is None:
+            bucket = series.hours[hour] = Bucket()
+        return bucket
+
+    # --- ingest ---------------------------------------------------------------------------------------
+    def _route(self, key: SeriesKey) -> tuple[SeriesKey, _Series]:
+        series = self._series.get(key)
+        if series is not None:
+            return key, series
+        if len(self._series) >= self.max_series + (OVERFLOW_SERIES in self._series):
+            key = OVERFLOW_SERIES
+            series = self._series.get(key)
+            if series is not None:
+                return key, series
+        series = self._series[key] = _Series()
+        return key, series
+
+    def _target(self, series: _Series, time_ns: int) -> list[Bucket]:
+        """The buckets a record with this event time goes to (empty when it is too old to keep)."""
+        minute = time_ns // MINUTE_NS
+        if time_ns < self.watermark_ns:
+            self.late += 1
+        if minute > self._now_ns // MINUTE_NS - self.minute_retention:
+            bucket = series.minutes.get(minute)
+            if bucket is None:
+                bucket = series.minutes[minute] = Bucket()
+            if minute < self._rolled_minute:
+                return [bucket, self._hour_bucket(series, minute // 60)]
+            return [bucket]
+        hour = time_ns // HOUR_NS
+        if hour > self._now_ns // HOUR_NS - self.hour_retention:
+            return [self._hour_bucket(series, hour)]
+        self.dropped_too_old += 1
+        return []
+
+    def _observe_time(self, time_ns: int) -> bool:
+        if self._wall_ns and time_ns > self._wall_ns + self.max_future_ns:
+            self.dropped_future += 1
+            return False
+        if time_ns > self._now_ns:
+            self._now_ns = time_ns
+        return True
+
+    def apply(self, result: DecodeResult) -> None:
+        """Add a decode result's calls and evaluations to their series."""
+        self.apply_calls(result.calls)
+        self.apply_evaluations(result.evaluations)
+
+    def apply_calls(self, calls: Iterable[CallRecord]) -> None:
+        minute_before = self._now_ns // MINUTE_NS
+        join = self.join
+        for call in calls:
+            if not self._observe_time(call.end_time_ns):
+                continue
+            self.calls_total += 1
+            key, series = self._route(call.series)
+            series.calls_total += 1
+            if key is OVERFLOW_SERIES and call.series != OVERFLOW_SERIES:
+                self.overflow_calls += 1
+            end = call.end_time_ns
+            minute = end // MINUTE_NS
+            bucket = series.minutes.get(minute)
+            if (
+                bucket is not None
+                and minute >= self._rolled_minute
+                and end >= self._now_ns - self.lateness_ns
+            ):
+                bucket.add_call(call)  # the common case: an on-time call into an open minute
+            else:
+                for target in self._target(series, end):
+                    target.add_call(call)
+            released = join.add_call(call, key)
+            for evaluation in call.evaluations:
+                self._apply_evaluation(series, evaluation)
+            for evaluation in released:
+                self._apply_evaluation(series, evaluation)
+        if self._now_ns // MINUTE_NS != minute_before:
+            self._roll_and_evict()
+
+    def apply_evaluations(self, evaluations: Iterable[EvaluationRecord]) -> None:
+        for evaluation in evaluations:
+            if not self._observe_time(evaluation.time_ns):
+                continue
+            key = evaluation.series if evaluation.series is not None else self.join.resolve(evaluation)
+            if key is None:
+                continue  # pending in the join index, or counted there as unmatched
+            series = self._series.get(key)
+            if series is None:
+                key, series = self._route(key)
+            self._apply_evaluation(series, evaluation)
+
+    def _apply_evaluation(self, series: _Series, evaluation: EvaluationRecord) -> None:
+        self.evaluations_total += 1
+        series.evaluations_total += 1
+        for target in self._target(series, evaluation.time_ns):
+            target.add_evaluation(evaluation)
+
+    # --- read -----------------------------------------------------------------------------------------
+    def series(self) -> list[SeriesKey]:
+        return list(self._series)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def window(self, key: SeriesKey, window: str) -> WindowStats | None:
+        """Figures of `key` over `window` (one of `WINDOW_NAMES`); None for an unknown series."""
+        series = self._series.get(key)
+        if series is None:
+            return None
+        merged = Bucket()
+        now = self._now_ns
+        if window in MINUTE_WINDOWS:
+            last = now // MINUTE_NS
+            first = last - MINUTE_WINDOWS[window] + 1
+            for minute, bucket in series.minutes.items():
+                if first <= minute <= last:
+                    merged.merge(bucket)
+            start = first * MINUTE_NS
+        elif window in HOUR_WINDOWS:
+            last_hour = now // HOUR_NS
+            first_hour = last_hour - HOUR_WINDOWS[window] + 1
+            for hour, bucket in series.hours.items():
+                if first_hour <= hour <= last_hour:
+                    merged.merge(bucket)
+            for minute, bucket in series.minutes.items():
+                if minute >= self._rolled_minute and first_hour <= minute // 60:
+                    merged.merge(bucket)
+            start = first_hour * HOUR_NS
+        else:
+            raise ValueError(f"unknown window {window!r}; expected one of {', '.join(WINDOW_NAMES)}")
+        end = now + 1
+        return derive(merged, window=window, start_ns=start, end_ns=end, covered_s=(end - start) / 1e9)
+
+    def totals(self, key: SeriesKey) -> tuple[int, int]:
+        """Monotonic (calls, evaluations) applied to `key` since it was first seen (or restored)."""
+        series = self._series.get(key)
+        return (series.calls_total, series.evaluations_total) if series is not None else (0, 0)
+
+    def counters(self) -> dict[str, int]:
+        """Monotonic counters and current sizes, for self-metrics."""
+        return {
+            "calls_total": self.calls_total,
+            "evaluations_total": self.evaluations_total,
+            "late_total": self.late,
+            "dropped_too_old_total": self.dropped_too_old,
+            "dropped_future_total": self.dropped_future,
+            "overflow_calls_total": self.overflow_calls,
+            "evaluations_unmatched_total": self.join.unmatched,
+            "evaluations_pending": self.join.pending,
+            "series": len(self._series),
+        }
+
+    # --- persistence ----------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """All window state as plain JSON-serialisable data (the join index is not included)."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "now_ns": self._now_ns,
+            "wall_ns": self._wall_ns,
+            "rolled_minute": self._rolled_minute,
+            "counters": {
+                "calls_total": self.calls_total,
+                "evaluations_total": self.evaluations_total,
+                "late": self.late,
+                "dropped_too_old": self.dropped_too_old,
+                "dropped_future": self.dropped_future,
+                "overflow_calls": self.overflow_calls,
+            },
+            "series": [
+                {
+                    "key": list(key),
+                    "totals": [series.calls_total, series.evaluations_total],
+                    "minutes": {str(m): b.to_dict() for m, b in series.minutes.items()},
+                    "hours": {str(h): b.to_dict() for h, b in series.hours.items()},
+                }
+                for key, series in self._series.items()
+            ],
+        }
+
+    @classmethod
+    def restore(cls, data: dict[str, Any], **options: Any) -> WindowEngine:
+        """An engine holding a `snapshot()`'s state; `options` are the constructor's keyword arguments."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported window snapshot version {data.get('version')!r}")
+        engine = cls(**options)
+        engine._now_ns = int(data["now_ns"])
+        engine._wall_ns = int(data.get("wall_ns", 0))
+        engine._rolled_minute = int(data["rolled_minute"])
+        counters = data.get("counters", {})
+        engine.calls_total = int(counters.get("calls_total", 0))
+        engine.evaluations_total = int(counters.get("evaluations_total", 0))
+        engine.late = int(counters.get("late", 0))
+        engine.dropped_too_old = int(counters.get("dropped_too_old", 0))
+        engine.dropped_future = int(counters.get("dropped_future", 0))
+        engine.overflow_calls = int(counters.get("overflow_calls", 0))
+        for entry in data["series"]:
+            series = _Series()
+            series.minutes = {int(m): Bucket.from_dict(b) for m, b in entry["minutes"].items()}
+            series.hours = {int(h): Bucket.from_dict(b) for h, b in entry["hours"].items()}
+            series.calls_total, series.evaluations_total = (int(v) for v in entry.get("totals", (0, 0)))
+            engine._series[SeriesKey(*entry["key"])] = series
+        engine._evict()
+        return engine
+
+
+__all__ = ["HOUR_WINDOWS", "MINUTE_WINDOWS", "WINDOW_NAMES", "WindowEngine"]

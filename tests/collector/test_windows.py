@@ -1,0 +1,222 @@
+"""Windows: event-time buckets, watermark and lateness, series limit, evaluations, snapshot/restore."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from dataclasses import replace
+
+import pytest
+from otel_llm_collector.contracts import DecodeResult
+from otel_llm_collector.join import JoinIndex
+from otel_llm_collector.records import OVERFLOW_SERIES, CallRecord, EvaluationRecord, SeriesKey
+from otel_llm_collector.testing import SECOND_NS, T0_NS
+from otel_llm_collector.windows import MINUTE_NS, WINDOW_NAMES, WindowEngine
+
+KEY = SeriesKey("svc", "feat", "prompt", "v1", "model")
+
+
+def _call(
+    t_ns: int,
+    *,
+    key: SeriesKey = KEY,
+    duration_s: float = 1.0,
+    error: str = "",
+    span: int = 1,
+    response_id: str = "",
+    **fields: object,
+) -> CallRecord:
+    return CallRecord(
+        series=key,
+        end_time_ns=t_ns,
+        duration_s=duration_s,
+        trace_id="ab" * 16,
+        span_id=f"{span:016x}",
+        error_type=error,
+        response_id=response_id,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _apply(engine: WindowEngine, *calls: CallRecord, evaluations: tuple[EvaluationRecord, ...] = ()) -> None:
+    engine.apply(DecodeResult(calls=calls, evaluations=evaluations))
+
+
+def test_windows_count_calls_by_event_time() -> None:
+    engine = WindowEngine()
+    # One call per minute for 20 minutes; the clock ends in minute 19.
+    _apply(engine, *(_call(T0_NS + m * MINUTE_NS + SECOND_NS, span=m + 1) for m in range(20)))
+    counts = {name: engine.window(KEY, name).count for name in WINDOW_NAMES}  # type: ignore[union-attr]
+    assert counts == {"1m": 1, "5m": 5, "15m": 15, "1h": 20, "24h": 20, "7d": 20}
+
+
+def test_window_figures_are_derived_from_the_calls() -> None:
+    engine = WindowEngine()
+    calls = [
+        _call(T0_NS + i * SECOND_NS, span=i + 1, duration_s=0.1 * (i + 1), input_tokens=100, output_tokens=10)
+        for i in range(10)
+    ]
+    calls[0] = replace(calls[0], error_type="timeout")
+    calls[1] = replace(calls[1], error_type="timeout", cost_usd=0.5, time_to_first_chunk_s=0.2)
+    _apply(engine, *calls)
+    stats = engine.window(KEY, "1m")
+    assert stats is not None
+    assert stats.count == 10
+    assert stats.errors == 2
+    assert stats.error_rate == 0.2
+    assert stats.success_rate == 0.8
+    assert stats.errors_by_type == {"timeout": 2}
+    assert stats.latency_p50_s == pytest.approx(0.5, rel=0.011)
+    assert stats.latency_p99_s == pytest.approx(0.9, rel=0.011)  # rank 0.99 * (10 - 1) -> the 9th value
+    assert stats.tokens_total == {"input": 1000, "output": 100}
+    assert stats.tokens_mean == {"input": 100.0, "output": 10.0}
+    assert stats.cost_usd_total == 0.5
+    assert stats.cost_usd_mean == 0.5
+    assert stats.ttfc_p50_s == pytest.approx(0.2, rel=0.011)
+    # The clock sits 9 s into the minute: the rate is over the event time covered so far.
+    assert stats.rate_per_s == pytest.approx(10 / 9, rel=1e-6)
+
+
+def test_unknown_series_and_unknown_window() -> None:
+    engine = WindowEngine()
+    assert engine.window(KEY, "5m") is None
+    _apply(engine, _call(T0_NS))
+    with pytest.raises(ValueError, match="unknown window"):
+        engine.window(KEY, "2m")
+
+
+def test_late_call_within_retention_is_applied_and_counted() -> None:
+    engine = WindowEngine(allowed_lateness_seconds=60)
+    _apply(engine, _call(T0_NS + 10 * MINUTE_NS))
+    _apply(engine, _call(T0_NS + 10 * MINUTE_NS - 30 * SECOND_NS, span=2))  # within lateness: on time
+    assert engine.late == 0
+    _apply(engine, _call(T0_NS + 2 * MINUTE_NS, span=3))  # behind the watermark, still retained
+    assert engine.late == 1
+    assert engine.window(KEY, "15m").count == 3  # type: ignore[union-attr]
+    assert engine.window(KEY, "24h").count == 3  # type: ignore[union-attr]
+
+
+def test_call_older_than_every_bucket_is_dropped() -> None:
+    engine = WindowEngine()
+    _apply(engine, _call(T0_NS + 200 * 3600 * SECOND_NS))
+    _apply(engine, _call(T0_NS, span=2))
+    assert engine.dropped_too_old == 1
+    assert engine.window(KEY, "7d").count == 1  # type: ignore[union-attr]
+
+
+def test_calls_far_ahead_of_the_wall_clock_are_dropped() -> None:
+    engine = WindowEngine(max_future_seconds=300)
+    engine.advance_watermark(T0_NS)
+    _apply(engine, _call(T0_NS + 3600 * SECOND_NS))
+    assert engine.dropped_future == 1
+    assert engine.series() == []
+
+
+def test_idle_watermark_slides_windows_and_evicts_old_series() -> None:
+    engine = WindowEngine()
+    _apply(engine, _call(T0_NS))
+    engine.advance_watermark(T0_NS + 10 * MINUTE_NS)
+    assert engine.window(KEY, "5m").count == 0  # type: ignore[union-attr]
+    assert engine.window(KEY, "1h").count == 1  # type: ignore[union-attr]
+    engine.advance_watermark(T0_NS + 170 * 3600 * SECOND_NS)
+    assert engine.series() == []
+
+
+def test_hour_windows_include_rolled_up_and_open_minutes_once() -> None:
+    engine = WindowEngine()
+    _apply(engine, *(_call(T0_NS + m * MINUTE_NS, span=m + 1) for m in range(0, 180, 3)))
+    assert engine.window(KEY, "24h").count == 60  # type: ignore[union-attr]
+    assert engine.window(KEY, "1h").count == 20  # type: ignore[union-attr]
+
+
+def test_series_beyond_the_limit_go_to_overflow() -> None:
+    engine = WindowEngine(max_series=2)
+    keys = [KEY._replace(feature=f"f{i}") for i in range(5)]
+    _apply(engine, *(_call(T0_NS, key=k, span=i + 1) for i, k in enumerate(keys)))
+    assert set(engine.series()) == {keys[0], keys[1], OVERFLOW_SERIES}
+    assert engine.overflow_calls == 3
+    assert engine.window(OVERFLOW_SERIES, "1m").count == 3  # type: ignore[union-attr]
+
+
+def test_evaluations_are_joined_to_their_call_series() -> None:
+    engine = WindowEngine(join=JoinIndex())
+    other = KEY._replace(feature="other")
+    _apply(engine, _call(T0_NS, span=1, response_id="r-1"), _call(T0_NS, key=other, span=2))
+    by_span = EvaluationRecord(
+        "relevance", T0_NS + 5 * SECOND_NS, 0.25, trace_id="ab" * 16, span_id=f"{1:016x}"
+    )
+    by_response = EvaluationRecord("relevance", T0_NS + 6 * SECOND_NS, 0.75, label="fail", response_id="r-1")
+    stray = EvaluationRecord("relevance", T0_NS, 1.0, span_id="ff" * 8, trace_id="ab" * 16)
+    _apply(engine, evaluations=(by_span, by_response, stray))
+    stats = engine.window(KEY, "1m")
+    assert stats is not None
+    assert stats.evaluations["relevance"].samples == 2
+    assert stats.evaluations["relevance"].mean == pytest.approx(0.5)
+    assert stats.evaluations["relevance"].fail_rate == 0.5
+    assert engine.window(other, "1m").evaluations == {}  # type: ignore[union-attr]
+    assert engine.join.pending == 1
+    engine.advance_watermark(T0_NS + 30 * MINUTE_NS)
+    assert engine.evaluations_unmatched == 1
+
+
+def test_feedback_before_its_call_waits_and_is_applied_when_the_call_arrives() -> None:
+    engine = WindowEngine()
+    early = EvaluationRecord("thumbs", T0_NS, 1.0, response_id="r-9")
+    _apply(engine, evaluations=(early,))
+    assert engine.join.pending == 1
+    _apply(engine, _call(T0_NS + SECOND_NS, response_id="r-9"))
+    assert engine.window(KEY, "1m").evaluations["thumbs"].samples == 1  # type: ignore[union-attr]
+    assert engine.join.pending == 0
+    assert engine.evaluations_unmatched == 0
+
+
+def test_evaluations_carried_on_the_call_need_no_join() -> None:
+    engine = WindowEngine()
+    evaluation = EvaluationRecord("grounded", T0_NS, 0.9, series=KEY)
+    _apply(engine, _call(T0_NS, evaluations=(evaluation,)))
+    assert engine.window(KEY, "5m").evaluations["grounded"].mean == pytest.approx(0.9)  # type: ignore[union-attr]
+    assert engine.evaluations_total == 1
+
+
+def test_snapshot_round_trips_through_json() -> None:
+    engine = WindowEngine()
+    _apply(
+        engine,
+        *(_call(T0_NS + i * 7 * SECOND_NS, span=i + 1, error="x" if i % 4 == 0 else "") for i in range(200)),
+    )
+    _apply(engine, evaluations=(EvaluationRecord("e", T0_NS + SECOND_NS, 0.3, series=KEY),))
+    restored = WindowEngine.restore(json.loads(json.dumps(engine.snapshot())))
+    for name in WINDOW_NAMES:
+        assert restored.window(KEY, name) == engine.window(KEY, name)
+    assert restored.counters() == engine.counters()
+    assert restored.totals(KEY) == engine.totals(KEY) == (200, 1)
+
+
+def test_restore_rejects_unknown_snapshot_version() -> None:
+    with pytest.raises(ValueError, match="version"):
+        WindowEngine.restore({"version": 99})
+
+
+def test_memory_is_flat_as_event_time_advances() -> None:
+    engine = WindowEngine(minute_retention=60, hour_retention=168)
+    keys = [KEY._replace(feature=f"f{i}") for i in range(5)]
+
+    def one_hour(hour: int) -> None:
+        base = T0_NS + hour * 3600 * SECOND_NS
+        _apply(
+            engine, *(_call(base + m * MINUTE_NS, key=k, span=m + 1) for m in range(0, 60, 2) for k in keys)
+        )
+
+    tracemalloc.start()
+    try:
+        for hour in range(200):
+            one_hour(hour)
+        after_a_week = tracemalloc.get_traced_memory()[0]
+        for hour in range(200, 240):
+            one_hour(hour)
+        growth = tracemalloc.get_traced_memory()[0] - after_a_week
+    finally:
+        tracemalloc.stop()
+    assert growth < 0.02 * after_a_week
+    assert max(len(s.minutes) for s in engine._series.values()) <= 60
+    assert max(len(s.hours) for s in engine._series.values()) <= 168

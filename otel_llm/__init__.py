@@ -18,6 +18,7 @@ from __future__ import annotations
 from otel_llm.call import CallHandle, last_call
 from otel_llm.context import LLMContext, current_context, llm_context
 from otel_llm.evaluation import record_evaluation, record_feedback
+from otel_llm.evaluation_hook import disable_evaluation, enable_evaluation
 from otel_llm.instrumentor import OtelLLMInstrumentor, instrument, uninstrument
 from otel_llm.tools import tool, tool_span
 from otel_llm.version import __version__
@@ -28,6 +29,8 @@ __all__ = [
     "OtelLLMInstrumentor",
     "__version__",
     "current_context",
+    "disable_evaluation",
+    "enable_evaluation",
     "instrument",
     "last_call",
     "llm_context",

@@ -120,6 +120,7 @@ class LLMCall:
     __slots__ = (
         "_finished",
         "context",
+        "error_type",
         "request",
         "route",
         "settings",
@@ -143,6 +144,7 @@ class LLMCall:
         self.request = request
         self.context = context
         self.time_to_first_chunk: float | None = None
+        self.error_type = ""
         self._finished = False
         attrs: dict[str, Any] = {
             attr.GEN_AI_OPERATION_NAME: route.operation,
@@ -252,6 +254,7 @@ class LLMCall:
         cost = None
         if info is not None:
             cost = self._record_response(info)
+        self.error_type = error_type
         if error_type:
             span.set_attribute(attr.ERROR_TYPE, error_type)
             span.set_status(Status(StatusCode.ERROR, description or error_type))

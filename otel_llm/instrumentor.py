@@ -57,12 +57,18 @@ class OtelLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         type(self)._hooks = hooks
         if settings.thread_context:
             threads.install()
+        from otel_llm import evaluation_hook
+
+        evaluation_hook.enable_from_env(os.environ)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         if type(self)._hooks is not None:
             type(self)._hooks.uninstall()  # type: ignore[union-attr]
             type(self)._hooks = None
         threads.uninstall()
+        from otel_llm import evaluation_hook
+
+        evaluation_hook.disable_evaluation()
         telemetry.install(None)
 
 

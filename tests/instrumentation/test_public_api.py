@@ -19,6 +19,8 @@ def test_exported_names_are_pinned() -> None:
             "OtelLLMInstrumentor",
             "__version__",
             "current_context",
+            "disable_evaluation",
+            "enable_evaluation",
             "instrument",
             "last_call",
             "llm_context",

@@ -53,7 +53,14 @@ from otel_llm.evaluators import EvaluationInput, Evaluator
 from otel_llm.telemetry import SCOPE_NAME
 from otel_llm.version import __version__
 
-__all__ = ["EvaluationWorker"]
+__all__ = [
+    "METRIC_DROPPED",
+    "METRIC_EVALUATED",
+    "METRIC_FAILED",
+    "METRIC_SAMPLED_OUT",
+    "METRIC_SUBMITTED",
+    "EvaluationWorker",
+]
 
 _logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The real SDKs can talk to it unchanged, so instrumentation is exercised through the same HTTP, JSON and
 server-sent-event paths as in production, without network access or API keys::
 
-    from otel_llm.testing.llm_server import LLMServer, Reply, ScriptedResponder
+    from otel_llm.testing.llm_server import ErrorReply, LLMServer, Reply, ScriptedResponder
 
     with LLMServer() as server:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key="test")
@@ -204,7 +204,7 @@ class LoggedRequest(NamedTuple):
     body: Any
 
 
-Responder = Callable[[LLMRequest], "Reply | str"]
+Responder = Callable[[LLMRequest], Reply | str]
 
 
 def count_tokens(text: str) -> int:

@@ -1,4 +1,4 @@
-"""Event-time windows per series: 1m, 5m, 15m, 1h, 24h and 7d figures from minute and hour buckets.
+"""Event-time windows per series: 1m, 5m, 15m, 1h, 24h and 7d figures from tiers of time buckets.
 
 Usage (the app owns one engine and calls it from one worker thread)::
 
@@ -9,21 +9,29 @@ Usage (the app owns one engine and calls it from one worker thread)::
 
 Time. Everything runs on event time (span end timestamps). The engine's clock `now_ns` is the largest event
 time seen, or the wall-clock time passed to `advance_watermark`, whichever is later; the watermark is
-`now_ns - allowed_lateness`. A window named `5m` covers the minute that holds `now_ns` and the four before
-it, so its rate is count / the event time it spans so far. `24h` and `7d` are hour-aligned: the current hour
-plus the 23 (or 167) before it.
+`now_ns - allowed_lateness`. Each window is a run of whole buckets of one tier, ending with the bucket that
+holds `now_ns`, and its rate is count / the event time it spans so far:
 
-Storage. Calls land in a per-series one-minute bucket. When the watermark passes the end of a minute, that
-minute is rolled up into its hour bucket (but stays in the minute ring for the short windows). Minute
-buckets are kept for `minute_retention` minutes (default 70: the 1h window plus lateness), hour buckets for
-`hour_retention` hours (default 169: the 7d window). Older buckets are evicted as the watermark advances, so
-memory is flat over time: it grows with the number of active series, never with time.
+    window  tier        buckets                  spans
+    1m      1 minute    the current one          0-1 min
+    5m      1 minute    current + 4 before       4-5 min
+    15m     1 minute    current + 14 before      14-15 min
+    1h      5 minutes   current + 11 before      55-60 min
+    24h     1 hour      current + 23 before      23-24 h
+    7d      6 hours     current + 27 before      6.75-7 d
 
-Late data. A record older than the watermark is counted in `late` and still applied when its bucket is
-retained: into its minute bucket (and its hour bucket if that minute was already rolled up), or into its hour
-bucket only when the minute is gone. A record older than the hour retention is dropped and counted in
-`dropped_too_old`. A record more than `max_future_seconds` ahead of the wall clock (once the app has passed
-one) is dropped as `dropped_future`: one bad clock must not move every window into the future.
+Storage. Calls land in a per-series one-minute bucket only (one cheap update per call). When the watermark
+passes the end of a minute, that minute is rolled up into the 5-minute, hour and 6-hour buckets that contain
+it (it also stays in the minute ring for the short windows); a long window adds the minutes not yet rolled
+up. Each tier keeps a fixed number of buckets (`TIERS`), evicted as the clock advances, so memory is flat
+over time and bounded per series: at most 16 + 13 + 25 + 29 buckets. Coarser tiers, rather than a day of
+minutes and a week of hours, are what keep 10,000 busy series within a few hundred MB.
+
+Late data. A record older than the watermark is counted in `late` and still applied to every tier whose
+bucket for it is retained: its minute bucket (plus the coarser buckets if that minute was already rolled up),
+or only the coarser buckets once the minute is gone. A record older than every retained bucket is dropped
+and counted in `dropped_too_old`. A record more than `max_future_seconds` ahead of the wall clock (once the
+app has passed one) is dropped as `dropped_future`: one bad clock must not move every window into the future.
 
 Cardinality. At most `max_series` series; calls for further series go to `OVERFLOW_SERIES` and are counted
 in `overflow_calls`. A series whose buckets have all expired is forgotten, which frees its place.
@@ -46,23 +54,29 @@ from otel_llm_collector.records import OVERFLOW_SERIES, CallRecord, EvaluationRe
 MINUTE_NS: Final = 60 * 1_000_000_000
 HOUR_NS: Final = 60 * MINUTE_NS
 
-MINUTE_WINDOWS: Final = {"1m": 1, "5m": 5, "15m": 15, "1h": 60}
-"""Windows built from minute buckets: name -> minutes."""
-HOUR_WINDOWS: Final = {"24h": 24, "7d": 168}
-"""Windows built from hour buckets: name -> hours."""
-WINDOW_NAMES: Final = (*MINUTE_WINDOWS, *HOUR_WINDOWS)
+FIVE_MINUTES_NS: Final = 5 * MINUTE_NS
+SIX_HOURS_NS: Final = 6 * HOUR_NS
+
+TIERS: Final = ((MINUTE_NS, 16), (FIVE_MINUTES_NS, 13), (HOUR_NS, 25), (SIX_HOURS_NS, 29))
+"""(bucket size, buckets kept) per tier: each keeps its longest window plus one bucket of slack."""
+WINDOWS: Final = {"1m": (0, 1), "5m": (0, 5), "15m": (0, 15), "1h": (1, 12), "24h": (2, 24), "7d": (3, 28)}
+"""Window name -> (tier, buckets)."""
+WINDOW_NAMES: Final = tuple(WINDOWS)
 
 SNAPSHOT_VERSION: Final = 1
 
 
 class _Series:
-    __slots__ = ("calls_total", "evaluations_total", "hours", "minutes")
+    __slots__ = ("calls_total", "evaluations_total", "tiers")
 
     def __init__(self) -> None:
-        self.minutes: dict[int, Bucket] = {}
-        self.hours: dict[int, Bucket] = {}
+        self.tiers: tuple[dict[int, Bucket], ...] = tuple({} for _ in TIERS)
         self.calls_total = 0
         self.evaluations_total = 0
+
+    @property
+    def minutes(self) -> dict[int, Bucket]:
+        return self.tiers[0]
 
 
 class WindowEngine:
@@ -74,30 +88,27 @@ class WindowEngine:
         *,
         max_series: int = 10_000,
         allowed_lateness_seconds: float = 60.0,
-        minute_retention: int = 70,
-        hour_retention: int = 169,
+        minute_retention: int = TIERS[0][1],
         max_future_seconds: float = 300.0,
         join: JoinIndex | None = None,
     ) -> None:
         if max_series < 1:
             raise ValueError("max_series must be at least 1")
-        if minute_retention < max(MINUTE_WINDOWS.values()):
-            raise ValueError(f"minute_retention must cover the 1h window, got {minute_retention}")
-        if hour_retention < max(HOUR_WINDOWS.values()):
-            raise ValueError(f"hour_retention must cover the 7d window, got {hour_retention}")
+        if minute_retention < WINDOWS["15m"][1]:
+            raise ValueError(f"minute_retention must cover the 15m window, got {minute_retention}")
         if allowed_lateness_seconds < 0:
             raise ValueError("allowed_lateness_seconds must not be negative")
         self.max_series = max_series
         self.lateness_ns = int(allowed_lateness_seconds * 1e9)
         self.minute_retention = minute_retention
-        self.hour_retention = hour_retention
+        self._retention = (minute_retention, *(kept for _, kept in TIERS[1:]))
         self.max_future_ns = int(max_future_seconds * 1e9)
         self.join = join if join is not None else JoinIndex()
         self._series: dict[SeriesKey, _Series] = {}
         self._now_ns = 0
         self._wall_ns = 0
         self._rolled_minute = 0
-        """Minutes below this index have been rolled up into their hour buckets."""
+        """Minutes below this index have been rolled up into the coarser tiers."""
         self.calls_total = 0
         self.evaluations_total = 0
         self.late = 0
@@ -136,31 +147,40 @@ class WindowEngine:
             for series in self._series.values():
                 for minute, bucket in series.minutes.items():
                     if self._rolled_minute <= minute < closed_minute:
-                        self._hour_bucket(series, minute // 60).merge(bucket)
+                        for target in self._coarse_buckets(series, minute * MINUTE_NS):
+                            target.merge(bucket)
             self._rolled_minute = closed_minute
             self._evict()
             self.join.expire(self.watermark_ns)
 
+    def _oldest(self, tier: int) -> int:
+        """The oldest bucket index that tier `tier` keeps at the current clock."""
+        return self._now_ns // TIERS[tier][0] - self._retention[tier] + 1
+
     def _evict(self) -> None:
-        oldest_minute = self._now_ns // MINUTE_NS - self.minute_retention + 1
-        oldest_hour = self._now_ns // HOUR_NS - self.hour_retention + 1
+        oldest = [self._oldest(tier) for tier in range(len(TIERS))]
         dead: list[SeriesKey] = []
         for key, series in self._series.items():
-            for minute in [m for m in series.minutes if m < oldest_minute]:
-                del series.minutes[minute]
-            for hour in [h for h in series.hours if h < oldest_hour]:
-                del series.hours[hour]
-            if not series.minutes and not series.hours:
+            for tier, buckets in enumerate(series.tiers):
+                for index in [i for i in buckets if i < oldest[tier]]:
+                    del buckets[index]
+            if not any(series.tiers):
                 dead.append(key)
         for key in dead:
             del self._series[key]
 
-    @staticmethod
-    def _hour_bucket(series: _Series, hour: int) -> Bucket:
-        bucket = series.hours.get(hour)
-        if bucket is None:
-            bucket = series.hours[hour] = Bucket()
-        return bucket
+    def _coarse_buckets(self, series: _Series, time_ns: int) -> list[Bucket]:
+        """The retained buckets of the tiers above minutes that hold `time_ns` (created on demand)."""
+        out: list[Bucket] = []
+        for tier in range(1, len(TIERS)):
+            index = time_ns // TIERS[tier][0]
+            if index >= self._oldest(tier):
+                buckets = series.tiers[tier]
+                bucket = buckets.get(index)
+                if bucket is None:
+                    bucket = buckets[index] = Bucket()
+                out.append(bucket)
+        return out
 
     # --- ingest ---------------------------------------------------------------------------------------
     def _route(self, key: SeriesKey) -> tuple[SeriesKey, _Series]:
@@ -180,18 +200,17 @@ class WindowEngine:
         minute = time_ns // MINUTE_NS
         if time_ns < self.watermark_ns:
             self.late += 1
-        if minute > self._now_ns // MINUTE_NS - self.minute_retention:
+        if minute >= self._oldest(0):
             bucket = series.minutes.get(minute)
             if bucket is None:
                 bucket = series.minutes[minute] = Bucket()
             if minute < self._rolled_minute:
-                return [bucket, self._hour_bucket(series, minute // 60)]
+                return [bucket, *self._coarse_buckets(series, time_ns)]
             return [bucket]
-        hour = time_ns // HOUR_NS
-        if hour > self._now_ns // HOUR_NS - self.hour_retention:
-            return [self._hour_bucket(series, hour)]
-        self.dropped_too_old += 1
-        return []
+        targets = self._coarse_buckets(series, time_ns)
+        if not targets:
+            self.dropped_too_old += 1
+        return targets
 
     def _observe_time(self, time_ns: int) -> bool:
         if self._wall_ns and time_ns > self._wall_ns + self.max_future_ns:
@@ -267,27 +286,24 @@ class WindowEngine:
         series = self._series.get(key)
         if series is None:
             return None
-        merged = Bucket()
-        now = self._now_ns
-        if window in MINUTE_WINDOWS:
-            last = now // MINUTE_NS
-            first = last - MINUTE_WINDOWS[window] + 1
-            for minute, bucket in series.minutes.items():
-                if first <= minute <= last:
-                    merged.merge(bucket)
-            start = first * MINUTE_NS
-        elif window in HOUR_WINDOWS:
-            last_hour = now // HOUR_NS
-            first_hour = last_hour - HOUR_WINDOWS[window] + 1
-            for hour, bucket in series.hours.items():
-                if first_hour <= hour <= last_hour:
-                    merged.merge(bucket)
-            for minute, bucket in series.minutes.items():
-                if minute >= self._rolled_minute and first_hour <= minute // 60:
-                    merged.merge(bucket)
-            start = first_hour * HOUR_NS
-        else:
+        if window not in WINDOWS:
             raise ValueError(f"unknown window {window!r}; expected one of {', '.join(WINDOW_NAMES)}")
+        tier, length = WINDOWS[window]
+        size = TIERS[tier][0]
+        now = self._now_ns
+        last = now // size
+        first = last - length + 1
+        merged = Bucket()
+        for index, bucket in series.tiers[tier].items():
+            if first <= index <= last:
+                merged.merge(bucket)
+        if tier:
+            # Minutes not yet rolled up into this tier (the last one or two, behind the watermark).
+            per_bucket = size // MINUTE_NS
+            for minute, bucket in series.minutes.items():
+                if minute >= self._rolled_minute and first <= minute // per_bucket <= last:
+                    merged.merge(bucket)
+        start = first * size
         end = now + 1
         return derive(merged, window=window, start_ns=start, end_ns=end, covered_s=(end - start) / 1e9)
 
@@ -330,8 +346,7 @@ class WindowEngine:
                 {
                     "key": list(key),
                     "totals": [series.calls_total, series.evaluations_total],
-                    "minutes": {str(m): b.to_dict() for m, b in series.minutes.items()},
-                    "hours": {str(h): b.to_dict() for h, b in series.hours.items()},
+                    "tiers": [{str(i): b.to_dict() for i, b in buckets.items()} for buckets in series.tiers],
                 }
                 for key, series in self._series.items()
             ],
@@ -355,12 +370,15 @@ class WindowEngine:
         engine.overflow_calls = int(counters.get("overflow_calls", 0))
         for entry in data["series"]:
             series = _Series()
-            series.minutes = {int(m): Bucket.from_dict(b) for m, b in entry["minutes"].items()}
-            series.hours = {int(h): Bucket.from_dict(b) for h, b in entry["hours"].items()}
+            series.tiers = tuple(
+                {int(i): Bucket.from_dict(b) for i, b in buckets.items()} for buckets in entry["tiers"]
+            )
+            if len(series.tiers) != len(TIERS):
+                raise ValueError("window snapshot has a different tier layout")
             series.calls_total, series.evaluations_total = (int(v) for v in entry.get("totals", (0, 0)))
             engine._series[SeriesKey(*entry["key"])] = series
         engine._evict()
         return engine
 
 
-__all__ = ["HOUR_WINDOWS", "MINUTE_WINDOWS", "WINDOW_NAMES", "WindowEngine"]
+__all__ = ["TIERS", "WINDOWS", "WINDOW_NAMES", "WindowEngine"]

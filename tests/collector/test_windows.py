@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import gc
 import json
-import tracemalloc
 from dataclasses import replace
 
 import pytest
@@ -98,7 +98,7 @@ def test_late_call_within_retention_is_applied_and_counted() -> None:
 
 def test_call_older_than_every_bucket_is_dropped() -> None:
     engine = WindowEngine()
-    _apply(engine, _call(T0_NS + 200 * 3600 * SECOND_NS))
+    _apply(engine, _call(T0_NS + 8 * 24 * 3600 * SECOND_NS))
     _apply(engine, _call(T0_NS, span=2))
     assert engine.dropped_too_old == 1
     assert engine.window(KEY, "7d").count == 1  # type: ignore[union-attr]
@@ -118,7 +118,7 @@ def test_idle_watermark_slides_windows_and_evicts_old_series() -> None:
     engine.advance_watermark(T0_NS + 10 * MINUTE_NS)
     assert engine.window(KEY, "5m").count == 0  # type: ignore[union-attr]
     assert engine.window(KEY, "1h").count == 1  # type: ignore[union-attr]
-    engine.advance_watermark(T0_NS + 170 * 3600 * SECOND_NS)
+    engine.advance_watermark(T0_NS + 8 * 24 * 3600 * SECOND_NS)
     assert engine.series() == []
 
 
@@ -198,25 +198,29 @@ def test_restore_rejects_unknown_snapshot_version() -> None:
 
 
 def test_memory_is_flat_as_event_time_advances() -> None:
-    engine = WindowEngine(minute_retention=60, hour_retention=168)
-    keys = [KEY._replace(feature=f"f{i}") for i in range(5)]
+    engine = WindowEngine()
+    keys = [KEY._replace(feature=f"f{i}") for i in range(3)]
 
     def one_hour(hour: int) -> None:
         base = T0_NS + hour * 3600 * SECOND_NS
         _apply(
-            engine, *(_call(base + m * MINUTE_NS, key=k, span=m + 1) for m in range(0, 60, 2) for k in keys)
+            engine, *(_call(base + m * MINUTE_NS, key=k, span=m + 1) for m in range(0, 60, 6) for k in keys)
         )
 
-    tracemalloc.start()
-    try:
-        for hour in range(200):
-            one_hour(hour)
-        after_a_week = tracemalloc.get_traced_memory()[0]
-        for hour in range(200, 240):
-            one_hour(hour)
-        growth = tracemalloc.get_traced_memory()[0] - after_a_week
-    finally:
-        tracemalloc.stop()
-    assert growth < 0.02 * after_a_week
-    assert max(len(s.minutes) for s in engine._series.values()) <= 60
-    assert max(len(s.hours) for s in engine._series.values()) <= 168
+    def tracked_objects() -> int:
+        gc.collect()
+        return len(gc.get_objects())
+
+    for hour in range(200):
+        one_hour(hour)
+    after_a_week = tracked_objects()
+    for hour in range(200, 260):
+        one_hour(hour)
+    assert tracked_objects() - after_a_week < 50
+    for series in engine._series.values():
+        assert [len(buckets) for buckets in series.tiers] == [
+            3,
+            10,
+            25,
+            29,
+        ]  # e.g. minutes 42, 48, 54 of the last hour

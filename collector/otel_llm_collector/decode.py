@@ -60,6 +60,33 @@ _STR: Final = M.STR
 _INT: Final = M.INT
 _FLOAT: Final = M.FLOAT
 _MAX_CHARS: Final = MAX_ATTRIBUTE_STRING_CHARS
+# Slots as module globals: a global lookup is cheaper than `M.NAME` on the hot path.
+_OI_MODEL: Final = M.OI_MODEL
+_REQUEST_MODEL: Final = M.REQUEST_MODEL
+_RESPONSE_MODEL: Final = M.RESPONSE_MODEL
+_APPLICATION_NAME: Final = M.APPLICATION_NAME
+_ENVIRONMENT: Final = M.ENVIRONMENT
+_ERROR_TYPE: Final = M.ERROR_TYPE
+_INPUT_TOKENS: Final = M.INPUT_TOKENS
+_OUTPUT_TOKENS: Final = M.OUTPUT_TOKENS
+_TOTAL_TOKENS: Final = M.TOTAL_TOKENS
+_TOOL_CALL_NAMES: Final = M.TOOL_CALL_NAMES
+_TOOL_CALL_COUNT: Final = M.TOOL_CALL_COUNT
+_RESPONSE_ID: Final = M.RESPONSE_ID
+_FEATURE: Final = M.FEATURE
+_PROMPT_NAME: Final = M.PROMPT_NAME
+_PROMPT_VERSION: Final = M.PROMPT_VERSION
+_PROVIDER: Final = M.PROVIDER
+_TTFC: Final = M.TTFC
+_CACHE_READ: Final = M.CACHE_READ
+_CACHE_CREATION: Final = M.CACHE_CREATION
+_REASONING: Final = M.REASONING
+_COST: Final = M.COST
+_CONTEXT_DOCUMENTS: Final = M.CONTEXT_DOCUMENTS
+_CONTEXT_TOKENS: Final = M.CONTEXT_TOKENS
+_FINISH_REASONS: Final = M.FINISH_REASONS
+_INPUT_HASH: Final = M.INPUT_HASH
+_OUTPUT_HASH: Final = M.OUTPUT_HASH
 
 
 class DecodeStats:
@@ -184,19 +211,25 @@ def _span_evaluations(
     return out
 
 
-def _opt_int(found: dict[int, Any], slot: int) -> int | None:
-    value = found.get(slot)
-    return value if isinstance(value, int) else None
+_SERIES_CACHE_LIMIT: Final = 100_000
+_series_cache: dict[tuple[str, str, str, str, str], SeriesKey] = {}
+_new_tuple = tuple.__new__
 
 
-def _opt_float(found: dict[int, Any], slot: int) -> float | None:
-    value = found.get(slot)
-    return float(value) if isinstance(value, float | int) else None
+def _series_key(service: str, feature: str, prompt_name: str, prompt_version: str, model: str) -> SeriesKey:
+    """One shared `SeriesKey` per distinct series: cheaper than building one per call, and the windows and
+    the join index then hold references to one object instead of copies."""
+    parts = (service, feature, prompt_name, prompt_version, model)
+    key = _series_cache.get(parts)
+    if key is None:
+        if len(_series_cache) >= _SERIES_CACHE_LIMIT:
+            _series_cache.clear()
+        key = _series_cache[parts] = _new_tuple(SeriesKey, parts)
+    return key
 
 
 def _call(
     found: dict[int, Any],
-    *,
     operation: str,
     markers: int,
     scope_name: str,
@@ -207,34 +240,36 @@ def _call(
     span_id: bytes,
     segments: list[tuple[str, str]] | None,
 ) -> CallRecord:
-    oi_model = found.get(M.OI_MODEL, "")
-    request_model = found.get(M.REQUEST_MODEL, "") or oi_model
-    response_model = found.get(M.RESPONSE_MODEL, "") or oi_model
+    get = found.get
+    oi_model = get(_OI_MODEL, "")
+    request_model = get(_REQUEST_MODEL, "") or oi_model
+    response_model = get(_RESPONSE_MODEL, "") or oi_model
     if not service or service.startswith(_UNKNOWN_SERVICE_PREFIX):
-        service = found.get(M.APPLICATION_NAME, "") or service
-    environment = found.get(M.ENVIRONMENT, "")
+        service = get(_APPLICATION_NAME, "") or service
+    environment = get(_ENVIRONMENT)
     if environment:
         segments = [*(segments or ()), ("environment", environment)]
-    error_type = found.get(M.ERROR_TYPE, "")
+    error_type = get(_ERROR_TYPE, "")
     if not error_type and span.status.code == _STATUS_CODE_ERROR:
         error_type = _ERROR_TYPE_OTHER
-    input_tokens = _opt_int(found, M.INPUT_TOKENS)
-    output_tokens = _opt_int(found, M.OUTPUT_TOKENS)
+    input_tokens = get(_INPUT_TOKENS)
+    output_tokens = get(_OUTPUT_TOKENS)
     if output_tokens is None and input_tokens is not None:
-        total = _opt_int(found, M.TOTAL_TOKENS)
+        total = get(_TOTAL_TOKENS)
         if total is not None and total >= input_tokens:
             output_tokens = total - input_tokens
-    tool_names = found.get(M.TOOL_CALL_NAMES, ())
-    tool_count = _opt_int(found, M.TOOL_CALL_COUNT)
+    tool_names = get(_TOOL_CALL_NAMES, ())
+    tool_count = get(_TOOL_CALL_COUNT)
     start = span.start_time_unix_nano
     end = span.end_time_unix_nano
     trace_hex = trace_id.hex()
     span_hex = span_id.hex()
-    series = SeriesKey(
+    response_id = get(_RESPONSE_ID, "")
+    series = _series_key(
         service,
-        found.get(M.FEATURE, ""),
-        found.get(M.PROMPT_NAME, ""),
-        found.get(M.PROMPT_VERSION, ""),
+        get(_FEATURE, ""),
+        get(_PROMPT_NAME, ""),
+        get(_PROMPT_VERSION, ""),
         response_model or request_model,
     )
     evaluations: tuple[EvaluationRecord, ...] = ()
@@ -248,7 +283,7 @@ def _call(
                 explanation=e.explanation,
                 trace_id=trace_hex,
                 span_id=span_hex,
-                response_id=e.response_id or found.get(M.RESPONSE_ID, ""),
+                response_id=e.response_id or response_id,
                 series=series,
             )
             for e in _span_evaluations(span.events, end, trace_hex, span_hex)
@@ -260,26 +295,26 @@ def _call(
         trace_id=trace_hex,
         span_id=span_hex,
         service_version=service_version,
-        provider=found.get(M.PROVIDER, ""),
+        provider=get(_PROVIDER, ""),
         operation=operation,
         request_model=request_model,
         response_model=response_model,
-        response_id=found.get(M.RESPONSE_ID, ""),
+        response_id=response_id,
         error_type=error_type,
-        time_to_first_chunk_s=_opt_float(found, M.TTFC),
+        time_to_first_chunk_s=get(_TTFC),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cache_read_tokens=_opt_int(found, M.CACHE_READ),
-        cache_creation_tokens=_opt_int(found, M.CACHE_CREATION),
-        reasoning_tokens=_opt_int(found, M.REASONING),
-        cost_usd=_opt_float(found, M.COST),
-        context_documents=_opt_int(found, M.CONTEXT_DOCUMENTS),
-        context_tokens=_opt_int(found, M.CONTEXT_TOKENS),
+        cache_read_tokens=get(_CACHE_READ),
+        cache_creation_tokens=get(_CACHE_CREATION),
+        reasoning_tokens=get(_REASONING),
+        cost_usd=get(_COST),
+        context_documents=get(_CONTEXT_DOCUMENTS),
+        context_tokens=get(_CONTEXT_TOKENS),
         tool_call_count=tool_count if tool_count is not None else len(tool_names),
         tool_call_names=tool_names,
-        finish_reasons=found.get(M.FINISH_REASONS, ()),
-        input_hash=found.get(M.INPUT_HASH, ""),
-        output_hash=found.get(M.OUTPUT_HASH, ""),
+        finish_reasons=get(_FINISH_REASONS, ()),
+        input_hash=get(_INPUT_HASH, ""),
+        output_hash=get(_OUTPUT_HASH, ""),
         instrumentation=M.instrumentation_of(markers, scope_name),
         segments=tuple(segments) if segments else (),
         evaluations=evaluations,
@@ -379,15 +414,15 @@ def decode_traces(
                 calls.append(
                     _call(
                         found,
-                        operation=operation,
-                        markers=markers,
-                        scope_name=scope_name,
-                        service=service,
-                        service_version=service_version,
-                        span=span,
-                        trace_id=trace_id,
-                        span_id=span_id,
-                        segments=segments,
+                        operation,
+                        markers,
+                        scope_name,
+                        service,
+                        service_version,
+                        span,
+                        trace_id,
+                        span_id,
+                        segments,
                     )
                 )
     if stats is not None and truncated:

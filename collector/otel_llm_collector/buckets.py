@@ -23,6 +23,7 @@ MAX_ERROR_TYPES: Final = 32
 OTHER_ERROR: Final = "__other__"
 
 _I_SAMPLES, _I_SCORE_SUM, _I_SCORED, _I_FAILS = 0, 1, 2, 3
+_QUANTILES: Final = (0.5, 0.95, 0.99)
 
 
 class Bucket:
@@ -245,6 +246,8 @@ def derive(bucket: Bucket, *, window: str, start_ns: int, end_ns: int, covered_s
     errors = sum(bucket.errors.values()) if bucket.errors else 0
     latency = bucket.latency
     ttfc = bucket.ttfc
+    lat_q = latency.quantiles(_QUANTILES) or (None, None, None)
+    ttfc_q = (ttfc.quantiles(_QUANTILES) if ttfc else ()) or (None, None, None)
     tokens_total = {
         kind: bucket.token_sums[i] for i, kind in enumerate(TOKEN_KINDS) if bucket.token_counts[i]
     }
@@ -271,16 +274,16 @@ def derive(bucket: Bucket, *, window: str, start_ns: int, end_ns: int, covered_s
         error_rate=errors / count if count else 0.0,
         success_rate=(count - errors) / count if count else 0.0,
         errors_by_type=dict(sorted((bucket.errors or {}).items())),
-        latency_p50_s=latency.quantile(0.5),
-        latency_p95_s=latency.quantile(0.95),
-        latency_p99_s=latency.quantile(0.99),
+        latency_p50_s=lat_q[0],
+        latency_p95_s=lat_q[1],
+        latency_p99_s=lat_q[2],
         latency_mean_s=latency.mean,
         latency_sum_s=latency.sum,
         ttfc_count=int(ttfc.count) if ttfc else 0,
         ttfc_sum_s=ttfc.sum if ttfc else 0.0,
-        ttfc_p50_s=ttfc.quantile(0.5) if ttfc else None,
-        ttfc_p95_s=ttfc.quantile(0.95) if ttfc else None,
-        ttfc_p99_s=ttfc.quantile(0.99) if ttfc else None,
+        ttfc_p50_s=ttfc_q[0],
+        ttfc_p95_s=ttfc_q[1],
+        ttfc_p99_s=ttfc_q[2],
         tokens_total=tokens_total,
         tokens_mean=tokens_mean,
         cost_usd_total=bucket.cost_sum,

@@ -13,11 +13,10 @@ dashboards and rules see "no data" instead of a number.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from otel_llm_collector.buckets import WindowStats
-from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.windows import WINDOW_NAMES, WindowEngine
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -85,11 +84,6 @@ def _format_value(value: float) -> str:
     return repr(float(value))
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in pairs)
-    return "{" + body + "}" if body else ""
-
-
 class _Writer:
     def __init__(self) -> None:
         self.samples: dict[str, list[str]] = {}
@@ -101,37 +95,39 @@ class _Writer:
         self.samples.setdefault(name, []).append(f"{name}{labels} {_format_value(value)}")
 
 
-def _window_samples(w: _Writer, base: list[tuple[str, str]], stats: WindowStats) -> None:
-    lb = _labels(base)
+def _window_samples(w: _Writer, prefix: str, stats: WindowStats) -> None:
+    """`prefix`: the series' escaped label pairs plus the window label, without braces."""
+    lb = "{" + prefix + "}"
     w.add("otel_llm_window_calls", lb, stats.count)
     w.add("otel_llm_window_calls_per_second", lb, stats.rate_per_s)
     if stats.count:
         w.add("otel_llm_window_error_ratio", lb, stats.error_rate)
         w.add("otel_llm_window_success_ratio", lb, stats.success_rate)
     for error_type, n in stats.errors_by_type.items():
-        w.add("otel_llm_window_errors", _labels([*base, ("error_type", error_type)]), n)
+        w.add("otel_llm_window_errors", f'{{{prefix},error_type="{escape_label_value(error_type)}"}}', n)
     latency = (stats.latency_p50_s, stats.latency_p95_s, stats.latency_p99_s)
     ttfc = (stats.ttfc_p50_s, stats.ttfc_p95_s, stats.ttfc_p99_s)
     if stats.count:
         for (q, _), value in zip(QUANTILES, latency):
-            w.add("otel_llm_window_latency_seconds", _labels([*base, ("quantile", q)]), value)
+            w.add("otel_llm_window_latency_seconds", f'{{{prefix},quantile="{q}"}}', value)
         w.add("otel_llm_window_latency_seconds", "_sum" + lb, stats.latency_sum_s)
         w.add("otel_llm_window_latency_seconds", "_count" + lb, stats.count)
     if stats.ttfc_count:
         for (q, _), value in zip(QUANTILES, ttfc):
-            w.add("otel_llm_window_time_to_first_chunk_seconds", _labels([*base, ("quantile", q)]), value)
+            w.add("otel_llm_window_time_to_first_chunk_seconds", f'{{{prefix},quantile="{q}"}}', value)
         w.add("otel_llm_window_time_to_first_chunk_seconds", "_sum" + lb, stats.ttfc_sum_s)
         w.add("otel_llm_window_time_to_first_chunk_seconds", "_count" + lb, stats.ttfc_count)
     for kind, total in stats.tokens_total.items():
-        w.add("otel_llm_window_tokens", _labels([*base, ("kind", kind)]), total)
-        w.add("otel_llm_window_tokens_per_call", _labels([*base, ("kind", kind)]), stats.tokens_mean[kind])
+        kl = f'{{{prefix},kind="{kind}"}}'
+        w.add("otel_llm_window_tokens", kl, total)
+        w.add("otel_llm_window_tokens_per_call", kl, stats.tokens_mean[kind])
     if stats.cost_usd_mean is not None:
         w.add("otel_llm_window_cost_usd", lb, stats.cost_usd_total)
         w.add("otel_llm_window_cost_per_call_usd", lb, stats.cost_usd_mean)
     w.add("otel_llm_window_context_tokens_per_call", lb, stats.context_tokens_mean)
     w.add("otel_llm_window_tool_calls", lb, stats.tool_calls)
     for name, ev in stats.evaluations.items():
-        el = _labels([*base, ("evaluation", name)])
+        el = f'{{{prefix},evaluation="{escape_label_value(name)}"}}'
         w.add("otel_llm_window_eval_samples", el, ev.samples)
         w.add("otel_llm_window_eval_score_mean", el, ev.mean)
         w.add("otel_llm_window_eval_fail_ratio", el, ev.fail_rate)
@@ -153,14 +149,14 @@ def render_metrics(
     a name ending in `_total` is typed as a counter, any other as a gauge."""
     w = _Writer()
     for key in sorted(engine.series()):
-        base = list(zip(SERIES_LABELS, key))
+        series_prefix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in zip(SERIES_LABELS, key))
         for window in windows:
             stats = engine.window(key, window)
             if stats is not None:
-                _window_samples(w, [*base, ("window", window)], stats)
+                _window_samples(w, f'{series_prefix},window="{window}"', stats)
         calls, evaluations = engine.totals(key)
-        w.add("otel_llm_calls_total", _labels(base), calls)
-        w.add("otel_llm_evaluations_total", _labels(base), evaluations)
+        w.add("otel_llm_calls_total", "{" + series_prefix + "}", calls)
+        w.add("otel_llm_evaluations_total", "{" + series_prefix + "}", evaluations)
     lines: list[str] = []
     for name, (kind, help_text) in _FAMILIES.items():
         samples = w.samples.get(name)
@@ -224,10 +220,6 @@ def series_json(engine: WindowEngine, window: str = "5m") -> dict[str, Any]:
         "watermark_ns": engine.watermark_ns,
         "series": items,
     }
-
-
-def series_labels(key: SeriesKey) -> dict[str, str]:
-    return dict(zip(SERIES_LABELS, key))
 
 
 __all__ = ["CONTENT_TYPE", "SERIES_LABELS", "escape_label_value", "render_metrics", "series_json"]

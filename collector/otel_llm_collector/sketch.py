@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_right
+from itertools import accumulate
+from operator import add
 from typing import Any, Final
 
 DEFAULT_RELATIVE_ACCURACY: Final = 0.01
@@ -116,28 +119,37 @@ class QuantileSketch:
         high = other._offset + len(other._bins) - 1
         self._grow(low)
         self._grow(high)
-        bins = self._bins
-        shift = low - self._offset
-        for i, weight in enumerate(other._bins):
-            if weight:
-                bins[shift + i] += weight
+        start = low - self._offset
+        end = start + len(other._bins)
+        # map/add run in C: merging is the inner loop of every window read.
+        self._bins[start:end] = array("d", map(add, self._bins[start:end], other._bins))
 
     def quantile(self, q: float) -> float | None:
         """The value at rank `q` (0..1), or None when the sketch is empty."""
+        result = self.quantiles((q,))
+        return result[0] if result else None
+
+    def quantiles(self, qs: tuple[float, ...]) -> tuple[float, ...]:
+        """Several quantiles in one pass over the buckets; empty when the sketch is empty."""
         if self.count <= 0:
-            return None
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile must be in [0, 1], got {q}")
-        rank = q * (self.count - 1)
-        if rank < self.zero_count:
-            return 0.0
-        cumulative = self.zero_count
-        for position, weight in enumerate(self._bins):
-            cumulative += weight
-            if cumulative > rank:
-                value = 2.0 * self.gamma ** (position + self._offset) / (self.gamma + 1.0)
-                return min(max(value, self.min), self.max)
-        return self.max
+            return ()
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ValueError(f"quantile must be in [0, 1], got {q}")
+        cumulative = list(accumulate(self._bins, initial=self.zero_count))
+        out: list[float] = []
+        for q in qs:
+            rank = q * (self.count - 1)
+            if rank < self.zero_count:
+                out.append(0.0)
+                continue
+            position = bisect_right(cumulative, rank) - 1  # first bucket whose running total exceeds rank
+            if position >= len(self._bins):
+                out.append(self.max)
+                continue
+            value = 2.0 * self.gamma ** (position + self._offset) / (self.gamma + 1.0)
+            out.append(min(max(value, self.min), self.max))
+        return tuple(out)
 
     @property
     def mean(self) -> float | None:

@@ -67,12 +67,16 @@ SNAPSHOT_VERSION: Final = 1
 
 
 class _Series:
-    __slots__ = ("calls_total", "evaluations_total", "tiers")
+    __slots__ = ("calls_total", "closed", "evaluations_total", "revision", "tiers")
 
     def __init__(self) -> None:
         self.tiers: tuple[dict[int, Bucket], ...] = tuple({} for _ in TIERS)
         self.calls_total = 0
         self.evaluations_total = 0
+        self.revision = 0
+        """Bumped whenever a closed (rolled-up) bucket changes, i.e. on late data."""
+        self.closed: dict[str, tuple[tuple[int, int, int], Bucket]] = {}
+        """Per window: (stamp, merge of its closed buckets), so a read merges only the open minutes."""
 
     @property
     def minutes(self) -> dict[int, Bucket]:
@@ -205,8 +209,10 @@ class WindowEngine:
             if bucket is None:
                 bucket = series.minutes[minute] = Bucket()
             if minute < self._rolled_minute:
+                series.revision += 1
                 return [bucket, *self._coarse_buckets(series, time_ns)]
             return [bucket]
+        series.revision += 1
         targets = self._coarse_buckets(series, time_ns)
         if not targets:
             self.dropped_too_old += 1
@@ -293,16 +299,24 @@ class WindowEngine:
         now = self._now_ns
         last = now // size
         first = last - length + 1
+        rolled = self._rolled_minute
+        stamp = (first, rolled, series.revision)
+        cached = series.closed.get(window)
+        if cached is not None and cached[0] == stamp:
+            closed = cached[1]
+        else:
+            # Closed buckets change only when a minute rolls up or late data arrives (see `revision`).
+            closed = Bucket()
+            for index, bucket in series.tiers[tier].items():
+                if first <= index <= last and (tier or index < rolled):
+                    closed.merge(bucket)
+            series.closed[window] = (stamp, closed)
         merged = Bucket()
-        for index, bucket in series.tiers[tier].items():
-            if first <= index <= last:
+        merged.merge(closed)
+        per_bucket = size // MINUTE_NS
+        for minute, bucket in series.minutes.items():
+            if minute >= rolled and first <= minute // per_bucket <= last:
                 merged.merge(bucket)
-        if tier:
-            # Minutes not yet rolled up into this tier (the last one or two, behind the watermark).
-            per_bucket = size // MINUTE_NS
-            for minute, bucket in series.minutes.items():
-                if minute >= self._rolled_minute and first <= minute // per_bucket <= last:
-                    merged.merge(bucket)
         start = first * size
         end = now + 1
         return derive(merged, window=window, start_ns=start, end_ns=end, covered_s=(end - start) / 1e9)

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 
 from otel_llm import anthropic_wire, openai_wire
@@ -311,6 +312,9 @@ class LLMCall:
                 span.set_attribute(key, value)
             if self.settings.capture_content:
                 self._capture_output(info)
+        if self.settings.capture_content_events:
+            with guard("content event"):
+                self._emit_details_event(info)
         cost = None
         if info.usage_reported and info.input_tokens is not None:
             cost = cost_usd(
@@ -369,10 +373,32 @@ class LLMCall:
         if self.request.system is not None:
             self.span.set_attribute(attr.GEN_AI_SYSTEM_INSTRUCTIONS, self._text(self.request.system))
 
-    def _capture_output(self, info: ResponseInfo) -> None:
-        messages = [
+    def _output_messages(self, info: ResponseInfo) -> list[dict[str, Any]]:
+        return [
             {"role": "assistant", "content": text, "finish_reason": reason}
             for text, reason in zip(info.output_texts, info.finish_reasons or [""] * len(info.output_texts))
         ]
+
+    def _capture_output(self, info: ResponseInfo) -> None:
+        messages = self._output_messages(info)
         if messages:
             self.span.set_attribute(attr.GEN_AI_OUTPUT_MESSAGES, self._text(messages))
+
+    def _emit_details_event(self, info: ResponseInfo) -> None:
+        """The content as the `gen_ai.client.inference.operation.details` event, in the span's context."""
+        attributes: dict[str, Any] = {
+            attr.GEN_AI_OPERATION_NAME: self.route.operation,
+            attr.GEN_AI_REQUEST_MODEL: self.request.model,
+        }
+        if info.response_id:
+            attributes[attr.GEN_AI_RESPONSE_ID] = info.response_id
+        if self.request.messages is not None:
+            attributes[attr.GEN_AI_INPUT_MESSAGES] = self._text(self.request.messages)
+        if self.request.system is not None:
+            attributes[attr.GEN_AI_SYSTEM_INSTRUCTIONS] = self._text(self.request.system)
+        attributes[attr.GEN_AI_OUTPUT_MESSAGES] = self._text(self._output_messages(info))
+        self.telemetry.logger.emit(
+            context=trace.set_span_in_context(self.span),
+            event_name=attr.GEN_AI_INFERENCE_DETAILS_EVENT,
+            attributes=attributes,
+        )

@@ -2,7 +2,8 @@
 
 | setting | environment variable | default |
 |---|---|---|
-| `capture_content` | `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` | off |
+| `capture_content` | `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT` (`true`/`SPAN_ONLY`) | off |
+| `capture_content_events` | the same variable, `EVENT_ONLY` or `SPAN_AND_EVENT` | off |
 | `redact_content` | `OTEL_LLM_REDACT_CONTENT` | on (secrets and PII in captured content) |
 | `extra_paths` | `OTEL_LLM_EXTRA_PATHS` (`/suffix=openai.chat,...`) | none |
 | `thread_context` | `OTEL_LLM_THREAD_CONTEXT` (copy context into `ThreadPoolExecutor`) | on |
@@ -32,6 +33,9 @@ _FALSE = frozenset({"false", "0", "no", "off", "no_content", ""})
 @dataclass(frozen=True, slots=True)
 class Settings:
     capture_content: bool = False
+    """Content as span attributes (`gen_ai.input.messages`, `gen_ai.output.messages`)."""
+    capture_content_events: bool = False
+    """Content as a `gen_ai.client.inference.operation.details` event (a log record in the span's context)."""
     redact_content: bool = True
     extra_paths: tuple[tuple[bytes, ApiKind], ...] = ()
     thread_context: bool = True
@@ -66,6 +70,17 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _content_mode(env: Mapping[str, str]) -> tuple[bool, bool]:
+    """(on spans, as events) from the capture variable: a boolean or one of the GenAI content modes."""
+    name = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+    value = env.get(name, "").strip().lower()
+    if value == "event_only":
+        return False, True
+    if value == "span_and_event":
+        return True, True
+    return _env_bool(env, name, False), False
+
+
 def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from the environment with explicit `overrides` on top."""
     env = os.environ if env is None else env
@@ -76,7 +91,8 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         except ValueError as exc:
             _log.warning("OTEL_LLM_EXTRA_PATHS ignored: %s", exc)
     settings = Settings(
-        capture_content=_env_bool(env, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", False),
+        capture_content=_content_mode(env)[0],
+        capture_content_events=_content_mode(env)[1],
         redact_content=_env_bool(env, "OTEL_LLM_REDACT_CONTENT", True),
         extra_paths=extra,
         thread_context=_env_bool(env, "OTEL_LLM_THREAD_CONTEXT", True),
@@ -101,7 +117,13 @@ def _apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settin
         elif name == "max_stream_buffer_bytes":
             if not isinstance(value, int) or value <= 0:
                 raise ValueError("max_stream_buffer_bytes: expected a positive integer")
-        elif name in ("capture_content", "redact_content", "thread_context", "latest_semconv"):
+        elif name in (
+            "capture_content",
+            "capture_content_events",
+            "redact_content",
+            "thread_context",
+            "latest_semconv",
+        ):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}: expected a bool")
         else:

@@ -231,3 +231,44 @@ def test_internal_bug_never_reaches_the_app(
     assert guard.internal_errors >= before + 1
     # The span still ends (without the response attributes the bug prevented).
     assert telemetry.only_call().end_time is not None
+
+
+def test_event_only_content_mode_emits_the_details_event(
+    monkeypatch: pytest.MonkeyPatch, llm_server: LLMServer
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "EVENT_ONLY")
+    t = make_telemetry()
+    otel_llm.instrument(
+        tracer_provider=t.tracer_provider, meter_provider=t.meter_provider, logger_provider=t.logger_provider
+    )
+    try:
+        with openai.OpenAI(base_url=llm_server.openai_base_url, api_key="t", max_retries=0) as client:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    finally:
+        otel_llm.uninstrument()
+    span = t.only_call()
+    assert "gen_ai.input.messages" not in (span.attributes or {})
+    (record,) = [r.log_record for r in t.logs.get_finished_logs()]
+    assert record.event_name == "gen_ai.client.inference.operation.details"
+    assert record.span_id == span.context.span_id
+    a = record.attributes or {}
+    assert "Pro plan" in str(a["gen_ai.input.messages"])
+    assert "Echo:" in str(a["gen_ai.output.messages"])
+
+
+def test_latest_semconv_spells_cache_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    t = make_telemetry()
+    otel_llm.instrument(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+    usage = Usage(input_tokens=900, output_tokens=5, cache_creation_input_tokens=800)
+    try:
+        with LLMServer(ScriptedResponder([Reply(text="ok", usage=usage)])) as server:
+            with anthropic.Anthropic(
+                base_url=server.anthropic_base_url, api_key="t", max_retries=0
+            ) as client:
+                client.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=MESSAGES)
+    finally:
+        otel_llm.uninstrument()
+    a = t.only_call().attributes or {}
+    assert a["gen_ai.usage.cache_write.input_tokens"] == 800
+    assert "gen_ai.usage.cache_creation.input_tokens" not in a

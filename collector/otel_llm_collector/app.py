@@ -173,11 +173,20 @@ class App:
         router.add("GET", "/healthz", lambda request: Response.json(200, {"status": "ok"}))
         router.add("GET", "/readyz", self._readyz)
         router.add("GET", "/api/v1/series", self._series)
+        router.add("GET", "/api/v1/status", self._status)
 
     def _readyz(self, request: Request) -> Response:
         if self.ready:
             return Response.json(200, {"status": "ready"})
         return Response.json(503, {"status": "not ready"})
+
+    def _status(self, request: Request) -> Response:
+        """The self-metrics and engine counters as JSON: cheap at any series count, unlike /metrics."""
+        with self.ingest.engine_lock:
+            windows = self.engine.counters()
+        return Response.json(
+            200, {"ready": self.ready, "collector": self.counters.snapshot(), "windows": windows}
+        )
 
     def _metrics(self, request: Request) -> Response:
         with self.ingest.engine_lock:

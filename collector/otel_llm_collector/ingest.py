@@ -8,7 +8,10 @@ order, and the worker applies every one of them before a graceful shutdown takes
 One thread owns the window engine's writes, so the engine needs no locking of its own for ingest; readers
 (``/metrics``, ``/api/v1/series``) take `IngestQueue.engine_lock` to see a consistent state. While no
 data arrives, the worker advances the engine's watermark with wall-clock time, so windows close and
-alerts resolve on an idle stream. Every ``snapshot_interval_seconds`` it saves ``engine.snapshot()``.
+alerts resolve on an idle stream. Every ``snapshot_interval_seconds`` it takes ``engine.snapshot()`` (the
+engine is not thread-safe, so this part stalls ingest) and hands the result to a saver thread, so the
+slow part, serialising and writing it, overlaps ingest. A snapshot that comes due while the previous one
+is still being written is skipped, not queued: only the newest matters.
 
 What a crash loses: graceful shutdown (SIGTERM, SIGINT) loses nothing. A SIGKILL, an OOM kill or a power
 loss loses the window contributions of records acknowledged since the last snapshot (at most one snapshot
@@ -72,6 +75,7 @@ class IngestQueue:
         self._thread: threading.Thread | None = None
         self._snapshots_done = threading.Condition()
         self.snapshots_taken = 0
+        self._saver: threading.Thread | None = None
         counters.gauge("ingest_queue_batches", lambda: float(self._queue.qsize()))
         counters.gauge("ingest_queue_capacity_batches", lambda: float(max_batches))
 
@@ -104,6 +108,8 @@ class IngestQueue:
         self._queue.put(_STOP)  # blocking: lands after every acknowledged batch
         thread.join(timeout_seconds)
         self._thread = None
+        if self._saver is not None:
+            self._saver.join()
         self.take_snapshot()
 
     def take_snapshot(self) -> bool:
@@ -112,6 +118,23 @@ class IngestQueue:
             return False
         with self.engine_lock:
             state = self.engine.snapshot()
+        return self._save(state)
+
+    def _snapshot_in_background(self) -> None:
+        if self._save_snapshot is None:
+            return
+        if self._saver is not None and self._saver.is_alive():
+            self._counters.add("snapshots_skipped_total")
+            return
+        with self.engine_lock:
+            state = self.engine.snapshot()
+        self._saver = threading.Thread(
+            target=self._save, args=(state,), name="otel-llm-snapshot", daemon=True
+        )
+        self._saver.start()
+
+    def _save(self, state: dict[str, Any]) -> bool:
+        assert self._save_snapshot is not None
         try:
             self._save_snapshot(state)
         except Exception:
@@ -152,5 +175,5 @@ class IngestQueue:
                 if isinstance(item, DecodeResult):
                     self._counters.add("ingest_applied_batches_total")
             if time.monotonic() >= next_snapshot:
-                self.take_snapshot()
+                self._snapshot_in_background()
                 next_snapshot = time.monotonic() + self._snapshot_interval

@@ -72,6 +72,7 @@ class IngestQueue:
         self._idle_interval = idle_watermark_interval_seconds
         self._wall_clock_ns = wall_clock_ns
         self._accepting = False
+        self._offer_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._snapshots_done = threading.Condition()
         self.snapshots_taken = 0
@@ -86,22 +87,28 @@ class IngestQueue:
 
     def offer(self, result: DecodeResult) -> bool:
         """Queue a decoded request; False when full (or stopped): the caller must shed load, not ack."""
-        if not self._accepting:
-            return False
         if not result.calls and not result.evaluations:
-            return True  # Nothing for the windows; acknowledging it loses nothing.
-        try:
-            self._queue.put_nowait(result)
-        except queue.Full:
-            self._counters.add_many(
-                {"ingest_shed_batches_total": 1, "ingest_shed_spans_total": result.spans_seen}
-            )
-            return False
-        return True
+            return self._accepting  # Nothing for the windows; acknowledging it loses nothing.
+        # The lock orders offers against `stop`: nothing can be queued behind the stop marker, where it
+        # would be acknowledged but never applied.
+        with self._offer_lock:
+            if not self._accepting:
+                return False
+            try:
+                self._queue.put_nowait(result)
+            except queue.Full:
+                pass
+            else:
+                return True
+        self._counters.add_many(
+            {"ingest_shed_batches_total": 1, "ingest_shed_spans_total": result.spans_seen}
+        )
+        return False
 
     def stop(self, timeout_seconds: float = 60.0) -> None:
         """Stop accepting, apply everything already queued, then take the final snapshot."""
-        self._accepting = False
+        with self._offer_lock:
+            self._accepting = False
         thread = self._thread
         if thread is None:
             return

@@ -9,7 +9,9 @@ from collections.abc import Callable
 import grpc
 from otel_llm_collector.config import ForwardTarget
 from otel_llm_collector.forward import Forwarder
+from otel_llm_collector.httpserver import HttpServer
 from otel_llm_collector.receiver import Signal
+from otel_llm_collector.router import Request, Response, Router
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.testing import genai_request
 from receive_support import receive_stack
@@ -124,3 +126,51 @@ def test_retries_give_up_after_max_elapsed() -> None:
         assert counters.get("forward_failed_attempts_total") >= 2
     finally:
         forwarder.stop(1.0)
+
+
+def test_bytes_arrive_unchanged_with_the_configured_headers() -> None:
+    received: list[Request] = []
+
+    def capture(request: Request) -> Response:
+        received.append(request)
+        return Response(200, b"", "application/x-protobuf")
+
+    router = Router()
+    router.add("POST", "/v1/traces", capture)
+    downstream = HttpServer(router, endpoint="127.0.0.1:0", max_body_bytes=1 << 20)
+    downstream.start()
+    target = ForwardTarget(
+        endpoint=f"http://127.0.0.1:{downstream.port}",
+        protocol="http",
+        headers={"X-Tenant": "llm"},
+        **FAST_RETRY,
+    )
+    try:
+        with receive_stack(forward=(target,)) as upstream:
+            payload = _mixed_request_bytes()
+            with grpc.insecure_channel(upstream.grpc_endpoint) as channel:
+                channel.unary_unary(TRACE_EXPORT)(payload, timeout=10)
+            assert _wait(lambda: len(received) == 1)
+    finally:
+        downstream.stop()
+    assert received[0].body == payload
+    assert received[0].header("x-tenant") == "llm"
+    assert received[0].header("content-type") == "application/x-protobuf"
+
+
+def test_non_retryable_answer_drops_at_once() -> None:
+    router = Router()
+    router.add("POST", "/v1/traces", lambda request: Response(400, b"", "application/x-protobuf"))
+    downstream = HttpServer(router, endpoint="127.0.0.1:0", max_body_bytes=1 << 20)
+    downstream.start()
+    counters = Counters()
+    target = ForwardTarget(endpoint=f"127.0.0.1:{downstream.port}", protocol="http", **FAST_RETRY)
+    forwarder = Forwarder((target,), counters)
+    forwarder.start()
+    try:
+        forwarder.submit(Signal.TRACES, b"")
+        assert _wait(lambda: counters.get("forward_dropped_requests_total") == 1)
+        assert counters.get("forward_failed_attempts_total") == 1
+    finally:
+        forwarder.stop(1.0)
+        downstream.stop()

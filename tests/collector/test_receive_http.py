@@ -9,10 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry._logs import LogRecord
 from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace.export import SpanExportResult
 from otel_llm_collector.otlp_json import message_to_dict
 from otel_llm_collector.router import Request, Response, Router
@@ -63,6 +67,25 @@ def test_real_http_exporter_delivers(stack: Stack, compression: Compression) -> 
     finally:
         exporter.shutdown()
     assert stack.sink.wait_calls(4)
+
+
+def test_real_http_log_exporter_delivers_evaluations(stack: Stack) -> None:
+    provider = LoggerProvider()
+    provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=f"{stack.http_base}/v1/logs"))
+    )
+    provider.get_logger("otel_llm.evaluation").emit(
+        LogRecord(
+            timestamp=T0_NS,
+            trace_id=0x5B8EFFF798038103D269B633813FC60C,
+            span_id=0xEEE19B7EC3C1B174,
+            event_name="gen_ai.evaluation.result",
+            attributes={"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.value": 0.8},
+        )
+    )
+    provider.shutdown()
+    assert stack.counters.get("logs_requests_total") == 1
+    assert stack.counters.get("evaluations_received_total") == 1
 
 
 def test_json_request_with_hex_ids_answers_json(stack: Stack) -> None:

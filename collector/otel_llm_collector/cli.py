@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from otel_llm_collector import rules_cli
 from otel_llm_collector.config import ConfigError, load_settings
 
 __all__ = ["build_parser", "main"]
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-llm", description="otel-llm: catch LLM quality regressions.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_collector(subparsers)
+    rules_cli.add_parser(subparsers)
     return parser
 
 

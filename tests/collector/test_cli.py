@@ -66,3 +66,8 @@ def test_flags_parse_into_settings_overrides() -> None:
     assert args.reuse_port is False
     assert args.max_series == 5
     assert args.otlp_grpc_endpoint is None  # unset flags leave the file's value alone
+
+
+def test_rules_subcommand_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "check", "--default"]) == 0
+    assert "rules OK" in capsys.readouterr().out

@@ -24,6 +24,7 @@ OTHER_ERROR: Final = "__other__"
 
 _I_SAMPLES, _I_SCORE_SUM, _I_SCORED, _I_FAILS = 0, 1, 2, 3
 _QUANTILES: Final = (0.5, 0.95, 0.99)
+_NO_TOKENS: Final = [0, 0, 0, 0, 0]
 
 
 class Bucket:
@@ -38,8 +39,7 @@ class Bucket:
         "errors",
         "evaluations",
         "latency",
-        "token_counts",
-        "token_sums",
+        "tokens",
         "tool_calls",
         "ttfc",
     )
@@ -49,8 +49,8 @@ class Bucket:
         self.errors: dict[str, int] | None = None
         self.latency = QuantileSketch()
         self.ttfc: QuantileSketch | None = None
-        self.token_sums = [0, 0, 0, 0, 0]
-        self.token_counts = [0, 0, 0, 0, 0]
+        self.tokens = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        """Sums per kind in `TOKEN_KINDS` order, then how many calls reported each kind."""
         self.cost_sum = 0.0
         self.cost_count = 0
         self.context_tokens = 0
@@ -73,28 +73,27 @@ class Bucket:
             if self.ttfc is None:
                 self.ttfc = QuantileSketch()
             self.ttfc.add(call.time_to_first_chunk_s)
-        sums = self.token_sums
-        counts = self.token_counts
+        tokens = self.tokens
         value = call.input_tokens
         if value is not None:
-            sums[0] += value
-            counts[0] += 1
+            tokens[0] += value
+            tokens[5] += 1
         value = call.output_tokens
         if value is not None:
-            sums[1] += value
-            counts[1] += 1
+            tokens[1] += value
+            tokens[6] += 1
         value = call.cache_read_tokens
         if value is not None:
-            sums[2] += value
-            counts[2] += 1
+            tokens[2] += value
+            tokens[7] += 1
         value = call.cache_creation_tokens
         if value is not None:
-            sums[3] += value
-            counts[3] += 1
+            tokens[3] += value
+            tokens[8] += 1
         value = call.reasoning_tokens
         if value is not None:
-            sums[4] += value
-            counts[4] += 1
+            tokens[4] += value
+            tokens[9] += 1
         if call.cost_usd is not None:
             self.cost_sum += call.cost_usd
             self.cost_count += 1
@@ -134,9 +133,8 @@ class Bucket:
             if self.ttfc is None:
                 self.ttfc = QuantileSketch()
             self.ttfc.merge(other.ttfc)
-        for i in range(len(TOKEN_KINDS)):
-            self.token_sums[i] += other.token_sums[i]
-            self.token_counts[i] += other.token_counts[i]
+        if other.tokens[5:] != _NO_TOKENS:
+            self.tokens = [a + b for a, b in zip(self.tokens, other.tokens)]
         self.cost_sum += other.cost_sum
         self.cost_count += other.cost_count
         self.context_tokens += other.context_tokens
@@ -163,8 +161,8 @@ class Bucket:
             data["err"] = dict(self.errors)
         if self.ttfc is not None:
             data["ttfc"] = self.ttfc.to_dict()
-        if any(self.token_counts):
-            data["tok"] = [list(self.token_sums), list(self.token_counts)]
+        if self.tokens[5:] != _NO_TOKENS:
+            data["tok"] = [self.tokens[:5], self.tokens[5:]]
         if self.cost_count:
             data["cost"] = [self.cost_sum, self.cost_count]
         if self.context_count:
@@ -185,8 +183,7 @@ class Bucket:
         if "ttfc" in data:
             bucket.ttfc = QuantileSketch.from_dict(data["ttfc"])
         if "tok" in data:
-            bucket.token_sums = [int(v) for v in data["tok"][0]]
-            bucket.token_counts = [int(v) for v in data["tok"][1]]
+            bucket.tokens = [int(v) for v in (*data["tok"][0], *data["tok"][1])]
         if "cost" in data:
             bucket.cost_sum, bucket.cost_count = float(data["cost"][0]), int(data["cost"][1])
         if "ctx" in data:
@@ -248,14 +245,9 @@ def derive(bucket: Bucket, *, window: str, start_ns: int, end_ns: int, covered_s
     ttfc = bucket.ttfc
     lat_q = latency.quantiles(_QUANTILES) or (None, None, None)
     ttfc_q = (ttfc.quantiles(_QUANTILES) if ttfc else ()) or (None, None, None)
-    tokens_total = {
-        kind: bucket.token_sums[i] for i, kind in enumerate(TOKEN_KINDS) if bucket.token_counts[i]
-    }
-    tokens_mean = {
-        kind: bucket.token_sums[i] / bucket.token_counts[i]
-        for i, kind in enumerate(TOKEN_KINDS)
-        if bucket.token_counts[i]
-    }
+    tokens = bucket.tokens
+    tokens_total = {kind: tokens[i] for i, kind in enumerate(TOKEN_KINDS) if tokens[i + 5]}
+    tokens_mean = {kind: tokens[i] / tokens[i + 5] for i, kind in enumerate(TOKEN_KINDS) if tokens[i + 5]}
     evaluations = {
         name: EvaluationStats(
             samples=int(v[_I_SAMPLES]),

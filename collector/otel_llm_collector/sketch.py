@@ -11,7 +11,7 @@ latency never is) are counted in a zero bucket.
 Why this and not a t-digest: sketches with the same accuracy merge exactly (bucket counts add), so
 per-minute sketches can be summed into any window, persisted and restored without drift.
 
-Buckets live in a dense `array('d')` window `[offset, offset + len)`, which is several times smaller than a
+Buckets live in a dense `array('I')` window `[offset, offset + len)`, which is several times smaller than a
 dict of counts and makes `add` a single indexed increment in the common case.
 """
 
@@ -27,6 +27,10 @@ from typing import Any, Final
 DEFAULT_RELATIVE_ACCURACY: Final = 0.01
 DEFAULT_MIN_VALUE: Final = 1e-9
 DEFAULT_MAX_BUCKETS: Final = 2048
+_TYPECODE: Final = "I"
+"""Unsigned 32-bit counts (4 bytes a bucket); buckets of finer time slices never approach 2**32."""
+_ITEMSIZE: Final = array(_TYPECODE).itemsize
+_PARAMETERS: dict[float, tuple[float, float]] = {}
 
 
 class QuantileSketch:
@@ -48,18 +52,21 @@ class QuantileSketch:
     def __init__(self, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> None:
         if not 0.0 < relative_accuracy < 1.0:
             raise ValueError(f"relative_accuracy must be in (0, 1), got {relative_accuracy}")
+        params = _PARAMETERS.get(relative_accuracy)
+        if params is None:
+            gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
+            params = _PARAMETERS[relative_accuracy] = (gamma, 1.0 / math.log(gamma))
         self.relative_accuracy = relative_accuracy
-        self.gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
-        self._inv_log_gamma = 1.0 / math.log(self.gamma)
-        self._bins: array[float] = array("d")
+        self.gamma, self._inv_log_gamma = params  # shared float objects: sketches are many and small
+        self._bins: array[int] = array(_TYPECODE)
         self._offset = 0
-        self.zero_count = 0.0
-        self.count = 0.0
+        self.zero_count = 0
+        self.count = 0
         self.sum = 0.0
         self.min = math.inf
         self.max = -math.inf
 
-    def add(self, value: float, weight: float = 1.0) -> None:
+    def add(self, value: float, weight: int = 1) -> None:
         """Count `value` (`weight` times). Constant time unless the bucket range must grow."""
         self.count += weight
         self.sum += value * weight
@@ -83,13 +90,13 @@ class QuantileSketch:
         bins = self._bins
         if not bins:
             self._offset = index
-            bins.append(0.0)
+            bins.append(0)
             return
         if index < self._offset:
-            self._bins = array("d", bytes(8 * (self._offset - index))) + bins
+            self._bins = array(_TYPECODE, bytes(_ITEMSIZE * (self._offset - index))) + bins
             self._offset = index
         elif index >= self._offset + len(bins):
-            bins.extend(array("d", bytes(8 * (index - self._offset - len(bins) + 1))))
+            bins.extend(array(_TYPECODE, bytes(_ITEMSIZE * (index - self._offset - len(bins) + 1))))
         else:
             return
         if len(self._bins) > DEFAULT_MAX_BUCKETS:
@@ -113,16 +120,27 @@ class QuantileSketch:
         self.zero_count += other.zero_count
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
-        if not other._bins:
+        theirs = other._bins
+        n = len(theirs)
+        if not n:
             return
         low = other._offset
-        high = other._offset + len(other._bins) - 1
-        self._grow(low)
-        self._grow(high)
+        if not self._bins:
+            self._bins = array(_TYPECODE, theirs)  # a copy, in C: the common case of a fresh window
+            self._offset = low
+            return
         start = low - self._offset
-        end = start + len(other._bins)
-        # map/add run in C: merging is the inner loop of every window read.
-        self._bins[start:end] = array("d", map(add, self._bins[start:end], other._bins))
+        if start < 0 or start + n > len(self._bins):
+            self._grow(low)
+            self._grow(low + n - 1)
+            start = low - self._offset
+        bins = self._bins
+        if n <= 8:
+            for i in range(n):
+                if theirs[i]:
+                    bins[start + i] += theirs[i]
+        else:  # map/add run in C
+            bins[start : start + n] = array(_TYPECODE, map(add, bins[start : start + n], theirs))
 
     def quantile(self, q: float) -> float | None:
         """The value at rank `q` (0..1), or None when the sketch is empty."""
@@ -165,7 +183,7 @@ class QuantileSketch:
         return {
             "a": self.relative_accuracy,
             "o": self._offset,
-            "b": [int(w) if w.is_integer() else w for w in self._bins],
+            "b": self._bins.tolist(),
             "z": self.zero_count,
             "n": self.count,
             "s": self.sum,
@@ -177,9 +195,9 @@ class QuantileSketch:
     def from_dict(cls, data: dict[str, Any]) -> QuantileSketch:
         sketch = cls(float(data["a"]))
         sketch._offset = int(data["o"])
-        sketch._bins = array("d", (float(w) for w in data["b"]))
-        sketch.zero_count = float(data["z"])
-        sketch.count = float(data["n"])
+        sketch._bins = array(_TYPECODE, (int(w) for w in data["b"]))
+        sketch.zero_count = int(data["z"])
+        sketch.count = int(data["n"])
         sketch.sum = float(data["s"])
         if data.get("lo") is not None:
             sketch.min = float(data["lo"])

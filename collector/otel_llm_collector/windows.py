@@ -18,13 +18,13 @@ holds `now_ns`, and its rate is count / the event time it spans so far:
     15m     1 minute    current + 14 before      14-15 min
     1h      5 minutes   current + 11 before      55-60 min
     24h     1 hour      current + 23 before      23-24 h
-    7d      6 hours     current + 27 before      6.75-7 d
+    7d      1 day       current + 6 before       6-7 d
 
 Storage. Calls land in a per-series one-minute bucket only (one cheap update per call). When the watermark
-passes the end of a minute, that minute is rolled up into the 5-minute, hour and 6-hour buckets that contain
+passes the end of a minute, that minute is rolled up into the 5-minute, hour and day buckets that contain
 it (it also stays in the minute ring for the short windows); a long window adds the minutes not yet rolled
 up. Each tier keeps a fixed number of buckets (`TIERS`), evicted as the clock advances, so memory is flat
-over time and bounded per series: at most 16 + 13 + 25 + 29 buckets. Coarser tiers, rather than a day of
+over time and bounded per series: at most 16 + 13 + 25 + 8 buckets. Coarser tiers, rather than a day of
 minutes and a week of hours, are what keep 10,000 busy series within a few hundred MB.
 
 Late data. A record older than the watermark is counted in `late` and still applied to every tier whose
@@ -55,11 +55,11 @@ MINUTE_NS: Final = 60 * 1_000_000_000
 HOUR_NS: Final = 60 * MINUTE_NS
 
 FIVE_MINUTES_NS: Final = 5 * MINUTE_NS
-SIX_HOURS_NS: Final = 6 * HOUR_NS
+DAY_NS: Final = 24 * HOUR_NS
 
-TIERS: Final = ((MINUTE_NS, 16), (FIVE_MINUTES_NS, 13), (HOUR_NS, 25), (SIX_HOURS_NS, 29))
+TIERS: Final = ((MINUTE_NS, 16), (FIVE_MINUTES_NS, 13), (HOUR_NS, 25), (DAY_NS, 8))
 """(bucket size, buckets kept) per tier: each keeps its longest window plus one bucket of slack."""
-WINDOWS: Final = {"1m": (0, 1), "5m": (0, 5), "15m": (0, 15), "1h": (1, 12), "24h": (2, 24), "7d": (3, 28)}
+WINDOWS: Final = {"1m": (0, 1), "5m": (0, 5), "15m": (0, 15), "1h": (1, 12), "24h": (2, 24), "7d": (3, 7)}
 """Window name -> (tier, buckets)."""
 WINDOW_NAMES: Final = tuple(WINDOWS)
 

@@ -387,6 +387,12 @@ def parse_rules(data: object, *, source: str = "rules") -> tuple[RuleSet | None,
         if not isinstance(raw, Mapping):
             errors.append(f"{source}: {label}: expected a mapping of rule fields")
             continue
+        name = raw.get("name")
+        if isinstance(name, str) and name:
+            if name in names:
+                errors.append(f"{source}: {label}: name: duplicate of rule #{names[name] + 1}")
+                continue
+            names[name] = index
         try:
             rule = Rule.model_validate(raw)
         except ValidationError as exc:
@@ -397,10 +403,6 @@ def parse_rules(data: object, *, source: str = "rules") -> tuple[RuleSet | None,
                     field, message = "condition", message.removeprefix("condition: ")
                 errors.append(f"{source}: {label}: {field}: {message}")
             continue
-        if rule.name in names:
-            errors.append(f"{source}: {label}: name: duplicate of rule #{names[rule.name] + 1}")
-            continue
-        names[rule.name] = index
         rules.append(rule)
     if errors:
         return None, errors
@@ -432,7 +434,7 @@ def check_rules_file(path: str | Path) -> list[str]:
     data, errors = _read(Path(path))
     if errors:
         return errors
-    return parse_rules(data, source=Path(path).name)[1]
+    return parse_rules(data, source=str(path))[1]
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -440,7 +442,7 @@ def load_rules(path: str | Path) -> RuleSet:
     data, errors = _read(Path(path))
     if errors:
         raise RulesError(errors)
-    ruleset, errors = parse_rules(data, source=Path(path).name)
+    ruleset, errors = parse_rules(data, source=str(path))
     if ruleset is None:
         raise RulesError(errors)
     return ruleset

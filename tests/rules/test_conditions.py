@@ -3,12 +3,16 @@ raises the documented `ConditionError`."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from otel_llm_collector.conditions import (
     MAX_CONDITION_LENGTH,
+    MAX_DEPTH,
     METRICS,
+    Condition,
     ConditionError,
     MetricRef,
     WindowMetrics,
@@ -266,12 +270,11 @@ _PIECES = st.sampled_from(
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_PIECES, max_size=40).map(" ".join))
 def test_fuzz_token_soup_only_raises_condition_error(text: str) -> None:
-    try:
-        condition = parse_condition(text)
-    except ConditionError as exc:
-        assert str(exc)
+    outcome = _parse(text)
+    if isinstance(outcome, ConditionError):
+        assert str(outcome)
         return
-    verdict = condition.evaluate(
+    verdict = outcome.evaluate(
         Fixed({"error_rate": (0.0, 100), "latency_p95": (1.0, 100), "eval_mean{faithfulness}": (0.5, 100)}),
         baselines=lambda _metric: 0.0,
     )
@@ -281,18 +284,25 @@ def test_fuzz_token_soup_only_raises_condition_error(text: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_fuzz_arbitrary_text_only_raises_condition_error(text: str) -> None:
-    try:
+    with contextlib.suppress(ConditionError):
         parse_condition(text)
-    except ConditionError:
-        pass
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(min_value=0, max_value=2000), st.sampled_from(["(", "not ", "-", "- -"]))
+@given(st.integers(min_value=0, max_value=2000), st.sampled_from(["(", "not ", "-"]))
 def test_fuzz_nesting_depth_never_blows_the_stack(depth: int, opener: str) -> None:
     closer = ")" if opener == "(" else ""
-    text = opener * depth + "error_rate > 1" + closer * depth
+    comparison = "1 > error_rate" if opener == "-" else "error_rate > 1"
+    outcome = _parse(opener * depth + comparison + closer * depth)
+    if depth <= MAX_DEPTH:
+        assert not isinstance(outcome, ConditionError), outcome
+    else:
+        assert isinstance(outcome, ConditionError)
+        assert "too deeply nested" in str(outcome) or "characters long" in str(outcome)
+
+
+def _parse(text: str) -> Condition | ConditionError:
     try:
-        parse_condition(text)
-    except ConditionError:
-        pass
+        return parse_condition(text)
+    except ConditionError as exc:
+        return exc

@@ -228,6 +228,19 @@ def _series_key(service: str, feature: str, prompt_name: str, prompt_version: st
     return key
 
 
+_instrumentation_cache: dict[tuple[int, str], str] = {}
+
+
+def _instrumentation(markers: int, scope_name: str) -> str:
+    key = (markers, scope_name)
+    name = _instrumentation_cache.get(key)
+    if name is None:
+        if len(_instrumentation_cache) >= 1024:  # scope names come from clients: keep the cache bounded
+            _instrumentation_cache.clear()
+        name = _instrumentation_cache[key] = M.instrumentation_of(markers, scope_name)
+    return name
+
+
 def _call(
     found: dict[int, Any],
     operation: str,
@@ -236,6 +249,8 @@ def _call(
     service: str,
     service_version: str,
     span: Any,
+    start: int,
+    end: int,
     trace_id: bytes,
     span_id: bytes,
     segments: list[tuple[str, str]] | None,
@@ -260,8 +275,6 @@ def _call(
             output_tokens = total - input_tokens
     tool_names = get(_TOOL_CALL_NAMES, ())
     tool_count = get(_TOOL_CALL_COUNT)
-    start = span.start_time_unix_nano
-    end = span.end_time_unix_nano
     trace_hex = trace_id.hex()
     span_hex = span_id.hex()
     response_id = get(_RESPONSE_ID, "")
@@ -315,7 +328,7 @@ def _call(
         finish_reasons=get(_FINISH_REASONS, ()),
         input_hash=get(_INPUT_HASH, ""),
         output_hash=get(_OUTPUT_HASH, ""),
-        instrumentation=M.instrumentation_of(markers, scope_name),
+        instrumentation=_instrumentation(markers, scope_name),
         segments=tuple(segments) if segments else (),
         evaluations=evaluations,
     )
@@ -353,7 +366,9 @@ def decode_traces(
                 if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
                     reasons[REJECT_SPAN_ID] = reasons.get(REJECT_SPAN_ID, 0) + 1
                     continue
-                if span.end_time_unix_nano < span.start_time_unix_nano:
+                start: int = span.start_time_unix_nano
+                end: int = span.end_time_unix_nano
+                if end < start:
                     reasons[REJECT_END_BEFORE_START] = reasons.get(REJECT_END_BEFORE_START, 0) + 1
                     continue
                 attributes: Sequence[Any] = span.attributes
@@ -405,11 +420,7 @@ def decode_traces(
                 if not operation:
                     skipped += 1
                     if span.events:
-                        evaluations.extend(
-                            _span_evaluations(
-                                span.events, span.end_time_unix_nano, trace_id.hex(), span_id.hex()
-                            )
-                        )
+                        evaluations.extend(_span_evaluations(span.events, end, trace_id.hex(), span_id.hex()))
                     continue
                 calls.append(
                     _call(
@@ -420,6 +431,8 @@ def decode_traces(
                         service,
                         service_version,
                         span,
+                        start,
+                        end,
                         trace_id,
                         span_id,
                         segments,

@@ -53,6 +53,8 @@ __all__ = [
     "AlertEvent",
     "AlertState",
     "Annotator",
+    "ChartDetector",
+    "ChartLike",
     "Detector",
     "DetectorFactory",
     "MetricSourceFactory",
@@ -181,6 +183,41 @@ class Detector(Protocol):
 
 
 DetectorFactory = Callable[[DetectorSpec], Detector]
+
+
+class _SignalLike(Protocol):
+    @property
+    def direction(self) -> str: ...
+
+
+class ChartLike(Protocol):
+    """What `ChartDetector` needs of a control chart (the charts of `otel_llm_collector.spc` fit)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def update(self, value: float) -> _SignalLike | None: ...
+
+
+class ChartDetector:
+    """A `Detector` over a control chart: alarms on a signal in the rule's bad direction.
+
+    Wiring, e.g. ``detectors={"ewma": lambda s: ChartDetector(EwmaChart(**s.params), s.direction)}``.
+    """
+
+    def __init__(self, chart: ChartLike, direction: str = "down") -> None:
+        self.chart = chart
+        self.direction = direction
+
+    def update(self, value: float, samples: int, at_ns: int) -> bool | None:
+        signal = self.chart.update(value)
+        if not self.chart.ready:
+            return None
+        if signal is None:
+            return False
+        return self.direction == "both" or str(signal.direction) == self.direction
+
+
 MetricSourceFactory = Callable[[SeriesKey, str], MetricSource]
 """(series, window name) -> the figures of that series over that window at the evaluation's event time."""
 

@@ -11,6 +11,7 @@ from otel_llm_collector.alerts import (
     SERIES_SILENT,
     AlertEvent,
     AlertState,
+    ChartDetector,
     RuleEvaluator,
     WatchdogSettings,
     engine_metrics,
@@ -404,3 +405,40 @@ def test_metric_source_factory_is_asked_per_series_and_window() -> None:
     RuleEvaluator(rules, watchdog=NO_WATCHDOG).evaluate(T0_NS, [KEY], factory)
     assert sorted(set(asked)) == [(KEY, "15m"), (KEY, "1h"), (KEY, "5m")]
     assert len(asked) == len(set(asked))  # one source per (series, window) per evaluation
+
+
+class _Signal:
+    def __init__(self, direction: str) -> None:
+        self.direction = direction
+
+
+class _Chart:
+    """A two-point warm-up, then a signal whenever a value leaves [0.8, 1.0]."""
+
+    def __init__(self) -> None:
+        self.points = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.points >= 2
+
+    def update(self, value: float) -> _Signal | None:
+        self.points += 1
+        if not self.ready or 0.8 <= value <= 1.0:
+            return None
+        return _Signal("down" if value < 0.8 else "up")
+
+
+@pytest.mark.parametrize(
+    ("direction", "values", "expected"),
+    [
+        ("down", [0.9, 0.9, 0.9, 0.5, 1.5], [None, False, False, True, False]),
+        ("up", [0.9, 0.9, 0.5, 1.5], [None, False, False, True]),
+        ("both", [0.9, 0.9, 0.5, 1.5], [None, False, True, True]),
+    ],
+)
+def test_chart_detector_alarms_in_the_bad_direction_only(
+    direction: str, values: list[float], expected: list[bool | None]
+) -> None:
+    detector = ChartDetector(_Chart(), direction)
+    assert [detector.update(v, 10, T0_NS) for v in values] == expected

@@ -7,11 +7,18 @@ import json
 from dataclasses import replace
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.trace import NonRecordingSpan, set_span_in_context
 from otel_llm_collector.contracts import DecodeResult
+from otel_llm_collector.decode import decode_logs, decode_traces
 from otel_llm_collector.join import JoinIndex
 from otel_llm_collector.records import OVERFLOW_SERIES, CallRecord, EvaluationRecord, SeriesKey
-from otel_llm_collector.testing import SECOND_NS, T0_NS
+from otel_llm_collector.testing import SECOND_NS, T0_NS, SpanRecorder
 from otel_llm_collector.windows import MINUTE_NS, WINDOW_NAMES, WindowEngine
+
+from otel_llm import attributes as A
 
 KEY = SeriesKey("svc", "feat", "prompt", "v1", "model")
 
@@ -220,3 +227,38 @@ def test_memory_is_flat_as_event_time_advances() -> None:
     for series in engine._series.values():
         # Minutes 42, 48 and 54 of the last hour; every retained bucket of the coarser tiers.
         assert [len(buckets) for buckets in series.tiers] == [3, 10, 25, 8]
+
+
+def test_feedback_log_from_the_sdk_is_attributed_to_its_call_minutes_later() -> None:
+    """End to end with the real SDK: a chat span, then a `gen_ai.evaluation.result` log record emitted in
+    the span's context four minutes later, both encoded as OTLP and decoded."""
+    recorder = SpanRecorder(service="checkout")
+    recorder.genai_span(start_ns=T0_NS, end_ns=T0_NS + SECOND_NS, feature="support", response_id="r-1")
+    (span,) = recorder.exporter.get_finished_spans()
+    traces = recorder.request()
+
+    logs_exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(logs_exporter))
+    span_context = span.get_span_context()
+    assert span_context is not None
+    context = set_span_in_context(NonRecordingSpan(span_context))
+    provider.get_logger("feedback").emit(
+        timestamp=T0_NS + 4 * MINUTE_NS,
+        context=context,
+        event_name=A.GEN_AI_EVALUATION_RESULT_EVENT,
+        attributes={A.GEN_AI_EVALUATION_NAME: "user_feedback", A.GEN_AI_EVALUATION_SCORE_LABEL: "fail"},
+    )
+    logs = encode_logs(logs_exporter.get_finished_logs())
+
+    engine = WindowEngine()
+    engine.apply(decode_traces(traces))
+    engine.apply(decode_logs(logs))
+    (key,) = engine.series()
+    assert key.feature == "support"
+    stats = engine.window(key, "5m")
+    assert stats is not None
+    assert stats.count == 1
+    assert stats.evaluations["user_feedback"].samples == 1
+    assert stats.evaluations["user_feedback"].fail_rate == 1.0
+    assert engine.evaluations_unmatched == 0

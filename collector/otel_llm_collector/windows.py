@@ -395,4 +395,4 @@ class WindowEngine:
         return engine
 
 
-__all__ = ["TIERS", "WINDOWS", "WINDOW_NAMES", "WindowEngine"]
+__all__ = ["TIERS", "WINDOWS", "WINDOW_NAMES", "WindowEngine", "WindowStats"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import otel_llm_collector.decode as decode_module
+import otel_llm_collector.testing as testing_module
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -237,3 +239,22 @@ def test_builder_request_decodes_every_span_into_its_series() -> None:
     result = decode_traces(genai_request(spans=100, series=7))
     assert len(result.calls) == 100
     assert len({c.series for c in result.calls}) == 7
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(decode_module.__all__) == [
+        "DEFAULT_MAX_ATTRIBUTES_PER_SPAN",
+        "DecodeStats",
+        "REJECT_END_BEFORE_START",
+        "REJECT_SPAN_ID",
+        "REJECT_TRACE_ID",
+        "decode_logs",
+        "decode_traces",
+    ]
+    assert sorted(testing_module.__all__) == [
+        "SECOND_NS",
+        "SpanRecorder",
+        "T0_NS",
+        "genai_attributes",
+        "genai_request",
+    ]

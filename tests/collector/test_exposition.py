@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import otel_llm_collector.exposition as exposition_module
 import pytest
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.decode import decode_traces
@@ -102,3 +103,13 @@ def test_series_json_lists_every_series_with_its_window() -> None:
     assert {"count", "error_rate", "latency_s", "tokens_total", "evaluations"} <= set(first)
     with pytest.raises(ValueError, match="unknown window"):
         series_json(_engine(), "3m")
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(exposition_module.__all__) == [
+        "CONTENT_TYPE",
+        "SERIES_LABELS",
+        "escape_label_value",
+        "render_metrics",
+        "series_json",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import otel_llm_collector.join as join_module
 import pytest
 from otel_llm_collector.join import JoinIndex
 from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
@@ -94,3 +95,7 @@ def test_evaluation_without_any_reference_is_unmatched_at_once() -> None:
 def test_invalid_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         JoinIndex(max_entries=0)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(join_module.__all__) == ["JoinIndex"]

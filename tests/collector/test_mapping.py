@@ -215,3 +215,12 @@ def test_every_mapped_name_is_unique_and_documented() -> None:
         doc = handle.read()
     missing = [name for name in M.ATTRIBUTE_TABLE if f"`{name}`" not in doc]
     assert missing == []
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(M.__all__) == [
+        "ATTRIBUTE_TABLE",
+        "MODEL_CALL_OPERATIONS",
+        "instrumentation_of",
+        "operation_of",
+    ]

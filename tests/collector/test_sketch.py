@@ -6,6 +6,7 @@ import json
 import math
 import random
 
+import otel_llm_collector.sketch as sketch_module
 import pytest
 from otel_llm_collector.sketch import QuantileSketch
 
@@ -123,3 +124,7 @@ def test_extreme_range_collapses_the_lowest_buckets_only() -> None:
 def test_invalid_accuracy_is_refused() -> None:
     with pytest.raises(ValueError, match="relative_accuracy"):
         QuantileSketch(0.0)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(sketch_module.__all__) == ["DEFAULT_RELATIVE_ACCURACY", "QuantileSketch"]

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import otel_llm_collector.store as store_module
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.records import CallRecord, SeriesKey
 from otel_llm_collector.store import DATABASE_FILE, StateStore
@@ -109,3 +110,7 @@ def test_sigkill_during_repeated_saves_never_corrupts_the_snapshot(tmp_path: Pat
     assert saved_at == data["i"] >= 3
     assert len(data["blob"]) == 200_000
     json.dumps(data)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(store_module.__all__) == ["DATABASE_FILE", "StateStore"]

@@ -6,6 +6,8 @@ import gc
 import json
 from dataclasses import replace
 
+import otel_llm_collector.buckets as buckets_module
+import otel_llm_collector.windows as windows_module
 import pytest
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import LoggerProvider
@@ -262,3 +264,20 @@ def test_feedback_log_from_the_sdk_is_attributed_to_its_call_minutes_later() -> 
     assert stats.evaluations["user_feedback"].samples == 1
     assert stats.evaluations["user_feedback"].fail_rate == 1.0
     assert engine.evaluations_unmatched == 0
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(windows_module.__all__) == [
+        "TIERS",
+        "WINDOWS",
+        "WINDOW_NAMES",
+        "WindowEngine",
+        "WindowStats",
+    ]
+    assert sorted(buckets_module.__all__) == [
+        "Bucket",
+        "EvaluationStats",
+        "TOKEN_KINDS",
+        "WindowStats",
+        "derive",
+    ]

@@ -83,7 +83,9 @@ class RecordingReceiver:
 
     def start(self) -> RecordingReceiver:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="recording-receiver")
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, args=(0.05,), name="recording-receiver"
+            )
             self._thread.daemon = True
             self._thread.start()
         return self

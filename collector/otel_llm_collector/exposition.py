@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from otel_llm_collector.buckets import WindowStats
+from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.windows import WINDOW_NAMES, WindowEngine
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -139,30 +141,53 @@ def _split_self_name(name: str) -> tuple[str, str]:
     return (name, "") if brace < 0 else (name[:brace], name[brace:])
 
 
-def render_metrics(
-    engine: WindowEngine,
-    *,
-    self_metrics: Mapping[str, float] | None = None,
-    windows: Sequence[str] = WINDOW_NAMES,
-) -> str:
-    """The whole `/metrics` page. `self_metrics` names are given without the `otel_llm_collector_` prefix;
-    a name ending in `_total` is typed as a counter, any other as a gauge."""
-    w = _Writer()
+@dataclass(frozen=True, slots=True)
+class SeriesFigures:
+    """One series' window figures and counters, detached from the engine."""
+
+    key: SeriesKey
+    windows: dict[str, WindowStats]
+    calls_total: int
+    evaluations_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigures:
+    """Everything `/metrics` shows from the engine, as plain data: collect it under the engine's lock,
+    format it after releasing the lock (formatting is the larger half of the work)."""
+
+    series: tuple[SeriesFigures, ...]
+    counters: dict[str, int]
+
+
+def collect(engine: WindowEngine, windows: Sequence[str] = WINDOW_NAMES) -> EngineFigures:
+    """Read every series' figures for `windows` (the part that must not race with ingest)."""
+    figures: list[SeriesFigures] = []
     for key in sorted(engine.series()):
-        series_prefix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in zip(SERIES_LABELS, key))
-        for window in windows:
-            stats = engine.window(key, window)
-            if stats is not None:
-                _window_samples(w, f'{series_prefix},window="{window}"', stats)
+        stats = {window: engine.window(key, window) for window in windows}
         calls, evaluations = engine.totals(key)
-        w.add("otel_llm_calls_total", "{" + series_prefix + "}", calls)
-        w.add("otel_llm_evaluations_total", "{" + series_prefix + "}", evaluations)
+        figures.append(
+            SeriesFigures(key, {w: v for w, v in stats.items() if v is not None}, calls, evaluations)
+        )
+    return EngineFigures(tuple(figures), engine.counters())
+
+
+def format_metrics(figures: EngineFigures, *, self_metrics: Mapping[str, float] | None = None) -> str:
+    """The `/metrics` page from collected figures. `self_metrics` names are given without the
+    `otel_llm_collector_` prefix; a name ending in `_total` is typed as a counter, any other as a gauge."""
+    w = _Writer()
+    for series in figures.series:
+        series_prefix = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in zip(SERIES_LABELS, series.key))
+        for window, stats in series.windows.items():
+            _window_samples(w, f'{series_prefix},window="{window}"', stats)
+        w.add("otel_llm_calls_total", "{" + series_prefix + "}", series.calls_total)
+        w.add("otel_llm_evaluations_total", "{" + series_prefix + "}", series.evaluations_total)
     lines: list[str] = []
     for name, (kind, help_text) in _FAMILIES.items():
         samples = w.samples.get(name)
         if samples:
             lines += [f"# HELP {name} {_escape_help(help_text)}", f"# TYPE {name} {kind}", *samples]
-    for short, value in engine.counters().items():
+    for short, value in figures.counters.items():
         kind, help_text = _ENGINE_COUNTERS[short]
         name = SELF_PREFIX + "windows_" + short
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {_format_value(value)}"]
@@ -176,6 +201,20 @@ def render_metrics(
         lines += [f"# HELP {name} Collector self-metric {name[len(SELF_PREFIX) :]}.", f"# TYPE {name} {kind}"]
         lines += samples
     return "\n".join(lines) + "\n"
+
+
+def render_metrics(
+    engine: WindowEngine,
+    *,
+    self_metrics: Mapping[str, float] | None = None,
+    windows: Sequence[str] = WINDOW_NAMES,
+) -> str:
+    """The whole `/metrics` page: `format_metrics(collect(engine, windows), self_metrics=...)`.
+
+    With many series, prefer calling `collect` under the engine lock and `format_metrics` outside it: at
+    10,000 series and all six windows the page is ~1.5 million samples (~130 MB of text) and takes seconds;
+    expose fewer `windows` there."""
+    return format_metrics(collect(engine, windows), self_metrics=self_metrics)
 
 
 def _stats_json(stats: WindowStats) -> dict[str, Any]:
@@ -222,4 +261,14 @@ def series_json(engine: WindowEngine, window: str = "5m") -> dict[str, Any]:
     }
 
 
-__all__ = ["CONTENT_TYPE", "SERIES_LABELS", "escape_label_value", "render_metrics", "series_json"]
+__all__ = [
+    "CONTENT_TYPE",
+    "SERIES_LABELS",
+    "EngineFigures",
+    "SeriesFigures",
+    "collect",
+    "escape_label_value",
+    "format_metrics",
+    "render_metrics",
+    "series_json",
+]

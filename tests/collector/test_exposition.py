@@ -74,6 +74,13 @@ def test_window_figures_appear_with_series_labels() -> None:
     assert _sample(text, "otel_llm_collector_windows_calls_total ") == 51
 
 
+def test_collected_figures_format_to_the_same_page() -> None:
+    engine = _engine()
+    figures = exposition_module.collect(engine, ("5m",))
+    assert exposition_module.format_metrics(figures) == render_metrics(engine, windows=("5m",))
+    assert 'window="1m"' not in exposition_module.format_metrics(figures)
+
+
 def test_label_values_are_escaped() -> None:
     assert escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
     text = render_metrics(_engine())
@@ -108,8 +115,12 @@ def test_series_json_lists_every_series_with_its_window() -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(exposition_module.__all__) == [
         "CONTENT_TYPE",
+        "EngineFigures",
         "SERIES_LABELS",
+        "SeriesFigures",
+        "collect",
         "escape_label_value",
+        "format_metrics",
         "render_metrics",
         "series_json",
     ]

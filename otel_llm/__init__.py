@@ -19,6 +19,7 @@ from otel_llm.call import CallHandle, last_call
 from otel_llm.context import LLMContext, current_context, llm_context
 from otel_llm.evaluation import record_evaluation, record_feedback
 from otel_llm.evaluation_hook import disable_evaluation, enable_evaluation
+from otel_llm.finisher import flush
 from otel_llm.instrumentor import OtelLLMInstrumentor, instrument, uninstrument
 from otel_llm.tools import tool, tool_span
 from otel_llm.version import __version__
@@ -31,6 +32,7 @@ __all__ = [
     "current_context",
     "disable_evaluation",
     "enable_evaluation",
+    "flush",
     "instrument",
     "last_call",
     "llm_context",

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -21,9 +20,11 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from otel_llm import anthropic_wire, openai_wire
 from otel_llm import attributes as attr
 from otel_llm.config import Settings
+from otel_llm.context import EMPTY_CONTEXT as _NO_CONTEXT
 from otel_llm.context import LLMContext
 from otel_llm.cost import cost_usd
 from otel_llm.endpoints import ApiKind, Route
+from otel_llm.finisher import finisher
 from otel_llm.guard import guard
 from otel_llm.hashing import input_hash, output_hash
 from otel_llm.redaction import redact
@@ -52,15 +53,30 @@ _STREAM_PARSERS: dict[ApiKind, Callable[[list[dict[str, Any]]], ResponseInfo]] =
 }
 
 
-@dataclass(frozen=True, slots=True)
 class CallHandle:
-    """What an app keeps to score a call later (e.g. a user's thumbs-up minutes after the answer)."""
+    """What an app keeps to score a call later (e.g. a user's thumbs-up minutes after the answer).
 
-    span_context: SpanContext
-    response_id: str
-    model: str
-    output_text: str
-    """Empty unless content capture is on; evaluators get the text through the evaluation hook instead."""
+    Made on the app's thread when the call ends; the response id is read from the body off the request
+    path, so reading it may wait (at most a second) for that call to be finished.
+    """
+
+    __slots__ = ("_call", "span_context")
+
+    def __init__(self, span_context: SpanContext, call: LLMCall) -> None:
+        self.span_context = span_context
+        self._call = call
+
+    @property
+    def response_id(self) -> str:
+        if not self._call.completed:
+            finisher.flush(1.0)
+        return self._call.response_id
+
+    @property
+    def model(self) -> str:
+        if not self._call.completed:
+            finisher.flush(1.0)
+        return self._call.response_model or self._call.request.model
 
 
 _last_call: ContextVar[CallHandle | None] = ContextVar("otel_llm_last_call", default=None)
@@ -85,14 +101,49 @@ def remove_completion_hook(hook: CompletionHook) -> None:
         _completion_hooks.remove(hook)
 
 
-def parse_request(api: ApiKind, content: bytes) -> RequestInfo | None:
-    """The request record, or `None` if the body is not a JSON object (then the call is not traced)."""
+_MetricAttributes = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+_metric_attribute_cache: dict[tuple[Route, str, str, str], _MetricAttributes] = {}
+_METRIC_CACHE_LIMIT = 4096
+
+
+def _metric_attributes(
+    route: Route, request_model: str, response_model: str, error_type: str
+) -> _MetricAttributes:
+    """The metric attribute sets of a call (all, input tokens, output tokens), built once per combination."""
+    key = (route, request_model, response_model, error_type)
+    cached = _metric_attribute_cache.get(key)
+    if cached is not None:
+        return cached
+    base: dict[str, Any] = {
+        attr.GEN_AI_OPERATION_NAME: route.operation,
+        attr.GEN_AI_PROVIDER_NAME: route.provider,
+        attr.SERVER_ADDRESS: route.server_address,
+    }
+    if route.server_port is not None:
+        base[attr.SERVER_PORT] = route.server_port
+    if request_model:
+        base[attr.GEN_AI_REQUEST_MODEL] = request_model
+    if response_model:
+        base[attr.GEN_AI_RESPONSE_MODEL] = response_model
+    if error_type:
+        base[attr.ERROR_TYPE] = error_type
+    value = (base, {**base, "gen_ai.token.type": "input"}, {**base, "gen_ai.token.type": "output"})
+    if len(_metric_attribute_cache) >= _METRIC_CACHE_LIMIT:
+        _metric_attribute_cache.clear()
+    _metric_attribute_cache[key] = value
+    return value
+
+
+def parse_body(content: bytes) -> dict[str, Any] | None:
+    """The request body, or `None` if it is not a JSON object (then the call is not traced)."""
     try:
         body = json.loads(content)
     except ValueError:
         return None
-    if not isinstance(body, dict):
-        return None
+    return body if isinstance(body, dict) else None
+
+
+def parse_request(api: ApiKind, body: dict[str, Any]) -> RequestInfo:
     return _REQUEST_PARSERS[api](body)
 
 
@@ -120,9 +171,13 @@ class LLMCall:
 
     __slots__ = (
         "_finished",
+        "body",
+        "completed",
         "context",
         "error_type",
         "request",
+        "response_id",
+        "response_model",
         "route",
         "settings",
         "span",
@@ -136,56 +191,122 @@ class LLMCall:
         telemetry: Telemetry,
         settings: Settings,
         route: Route,
-        request: RequestInfo,
+        body: dict[str, Any],
         context: LLMContext,
     ) -> None:
         self.telemetry = telemetry
         self.settings = settings
         self.route = route
-        self.request = request
+        self.body = body
+        model = body.get("model")
+        # Only what samplers may look at is set at start (the conventions' sampling-relevant attributes);
+        # the rest of the request is parsed and set on the finisher thread.
+        self.request = RequestInfo(model=model if isinstance(model, str) else "")
         self.context = context
         self.time_to_first_chunk: float | None = None
         self.error_type = ""
+        self.response_id = ""
+        self.response_model = ""
+        self.completed = False
         self._finished = False
         attrs: dict[str, Any] = {
             attr.GEN_AI_OPERATION_NAME: route.operation,
             attr.GEN_AI_PROVIDER_NAME: route.provider,
-            attr.API: route.api,
             attr.SERVER_ADDRESS: route.server_address,
         }
         if route.server_port is not None:
             attrs[attr.SERVER_PORT] = route.server_port
-        if request.model:
-            attrs[attr.GEN_AI_REQUEST_MODEL] = request.model
-        if request.stream:
-            attrs[attr.GEN_AI_REQUEST_STREAM] = True
-        attrs.update(request.attributes)
-        attrs.update(context.span_attributes())
-        name = f"{route.operation} {request.model}" if request.model else route.operation
+        name = route.operation
+        if self.request.model:
+            attrs[attr.GEN_AI_REQUEST_MODEL] = self.request.model
+            name = f"{route.operation} {self.request.model}"
         self.span: Span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
-        if self.span.is_recording():
-            with guard("input hash"):
-                self.span.set_attribute(attr.INPUT_HASH, input_hash(request.hash_input))
-            if settings.capture_content:
-                with guard("input content"):
-                    self._capture_input()
         self.start = time.perf_counter()
 
-    # --- finishing -------------------------------------------------------------------------------
+    def _request_attributes(self) -> dict[str, Any]:
+        """Parse the request (on the finisher) and return the attributes it contributes."""
+        request = self.request = _REQUEST_PARSERS[self.route.api](self.body)
+        out: dict[str, Any] = {attr.API: self.route.api}
+        if request.stream:
+            out[attr.GEN_AI_REQUEST_STREAM] = True
+        out.update(request.attributes)
+        if self.context is not _NO_CONTEXT:
+            out.update(self.context.span_attributes())
+        out[attr.INPUT_HASH] = input_hash(request.hash_input)
+        return out
+
+    # --- finishing: the clock is read here, on the app's thread; the rest runs on the finisher --------
     def finish_body(self, status_code: int, body: bytes) -> None:
         """A complete (non-streamed) response body."""
-        if not self._claim():
-            return
+        if self._claim():
+            finisher.submit(self._complete_body, status_code, body, self._stop_clock())
+
+    def finish_stream(self, status_code: int, body: bytes, *, aborted: bool, truncated: bool) -> None:
+        """A streamed body, whole or cut short (`aborted` when the app closed it before its end)."""
+        if self._claim():
+            finisher.submit(self._complete_stream, status_code, body, aborted, truncated, self._stop_clock())
+
+    def finish_chunks(
+        self,
+        status_code: int,
+        chunks: list[bytes],
+        encoding: str,
+        *,
+        event_stream: bool,
+        aborted: bool,
+        truncated: bool,
+    ) -> None:
+        """A streamed response as the raw pieces read; joining and decoding them is deferred too."""
+        if self._claim():
+            finisher.submit(
+                self._complete_chunks,
+                status_code,
+                chunks,
+                encoding,
+                event_stream,
+                aborted,
+                truncated,
+                self._stop_clock(),
+            )
+
+    def fail(self, exc: BaseException) -> None:
+        """The request or the stream raised: record it; the hooks re-raise it unchanged."""
+        if self._claim():
+            finisher.submit(self._complete_failure, exc, self._stop_clock())
+
+    def _stop_clock(self) -> tuple[int, float]:
+        end = (time.time_ns(), time.perf_counter() - self.start)
+        _last_call.set(CallHandle(self.span.get_span_context(), self))
+        return end
+
+    def _complete_body(self, status_code: int, body: bytes, clock: tuple[int, float]) -> None:
         info = None
         if status_code < 400:
             with guard("response parse"):
                 info = self._parse_json(body)
-        self._end(status_code, info, error_type=str(status_code) if status_code >= 400 else "")
+        self._end(clock, status_code, info, error_type=str(status_code) if status_code >= 400 else "")
 
-    def finish_stream(self, status_code: int, body: bytes, *, aborted: bool, truncated: bool) -> None:
-        """A streamed body, whole or cut short (`aborted` when the app closed it before its end)."""
-        if not self._claim():
-            return
+    def _complete_chunks(
+        self,
+        status_code: int,
+        chunks: list[bytes],
+        encoding: str,
+        event_stream: bool,
+        aborted: bool,
+        truncated: bool,
+        clock: tuple[int, float],
+    ) -> None:
+        from otel_llm.streams import decode_body
+
+        body = decode_body(b"".join(chunks), encoding)
+        if event_stream:
+            self._complete_stream(status_code, body, aborted, truncated, clock)
+        else:
+            self._complete_body(status_code, body, clock)
+
+    def _complete_stream(
+        self, status_code: int, body: bytes, aborted: bool, truncated: bool, clock: tuple[int, float]
+    ) -> None:
         info = None
         with guard("stream parse"):
             if status_code < 400:
@@ -197,15 +318,12 @@ class LLMCall:
                 self.span.set_attribute(attr.STREAM_ABORTED, True)
             if truncated:
                 self.span.set_attribute("otel_llm.stream.truncated", True)
-        self._end(status_code, info, error_type=str(status_code) if status_code >= 400 else "")
+        self._end(clock, status_code, info, error_type=str(status_code) if status_code >= 400 else "")
 
-    def fail(self, exc: BaseException) -> None:
-        """The request or the stream raised: record it; the hooks re-raise it unchanged."""
-        if not self._claim():
-            return
+    def _complete_failure(self, exc: BaseException, clock: tuple[int, float]) -> None:
         with guard("failure"):
-            self.span.record_exception(exc)
-        self._end(None, None, error_type=error_type_of(exc), description=str(exc) or None)
+            self.span.record_exception(exc, timestamp=clock[0])
+        self._end(clock, None, None, error_type=error_type_of(exc), description=str(exc) or None)
 
     def _claim(self) -> bool:
         if self._finished:
@@ -224,20 +342,26 @@ class LLMCall:
 
     def _end(
         self,
+        clock: tuple[int, float],
         status_code: int | None,
         info: ResponseInfo | None,
         *,
         error_type: str,
         description: str | None = None,
     ) -> None:
-        duration = time.perf_counter() - self.start
+        end_ns, duration = clock
         try:
             with guard("end"):
                 self._finish_attributes(duration, status_code, info, error_type, description)
         finally:
-            self.span.end()
+            if info is not None:
+                self.response_id = info.response_id
+                self.response_model = info.response_model
+            self.span.end(end_time=end_ns)
+            self.completed = True
         with guard("completion hooks"):
-            self._after_end(info)
+            for hook in _completion_hooks:
+                hook(self, info)
 
     def _finish_attributes(
         self,
@@ -248,6 +372,13 @@ class LLMCall:
         description: str | None,
     ) -> None:
         span = self.span
+        if span.is_recording():
+            span.set_attributes(self._request_attributes())
+            if self.settings.capture_content:
+                with guard("input content"):
+                    self._capture_input()
+        else:
+            self.request = _REQUEST_PARSERS[self.route.api](self.body)
         if info is not None and info.error_type and not error_type:
             error_type = info.error_type
         if status_code is not None:
@@ -261,60 +392,9 @@ class LLMCall:
             span.set_status(Status(StatusCode.ERROR, description or error_type))
         self._record_metrics(duration, info, error_type, cost)
 
-    def _after_end(self, info: ResponseInfo | None) -> None:
-        span = self.span
-        handle = CallHandle(
-            span_context=span.get_span_context(),
-            response_id=info.response_id if info else "",
-            model=(info.response_model if info else "") or self.request.model,
-            output_text="",
-        )
-        _last_call.set(handle)
-        for hook in _completion_hooks:
-            hook(self, info)
-
     def _record_response(self, info: ResponseInfo) -> float | None:
         span = self.span
         recording = span.is_recording()
-        if recording:
-            if info.response_id:
-                span.set_attribute(attr.GEN_AI_RESPONSE_ID, info.response_id)
-            if info.response_model:
-                span.set_attribute(attr.GEN_AI_RESPONSE_MODEL, info.response_model)
-            if info.finish_reasons:
-                span.set_attribute(attr.GEN_AI_RESPONSE_FINISH_REASONS, info.finish_reasons)
-            span.set_attribute(attr.USAGE_REPORTED, info.usage_reported)
-            if info.input_tokens is not None:
-                span.set_attribute(attr.GEN_AI_USAGE_INPUT_TOKENS, info.input_tokens)
-            if info.output_tokens is not None:
-                span.set_attribute(attr.GEN_AI_USAGE_OUTPUT_TOKENS, info.output_tokens)
-            if info.cache_read_tokens is not None:
-                span.set_attribute(attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, info.cache_read_tokens)
-            if info.cache_creation_tokens is not None:
-                name = (
-                    attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
-                    if self.settings.latest_semconv
-                    else attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
-                )
-                span.set_attribute(name, info.cache_creation_tokens)
-            if info.reasoning_tokens is not None:
-                span.set_attribute(attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, info.reasoning_tokens)
-            if self.request.stream or info.chunks:
-                span.set_attribute(attr.STREAM_CHUNKS, info.chunks)
-            if self.time_to_first_chunk is not None:
-                span.set_attribute(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self.time_to_first_chunk)
-            if info.tool_calls:
-                span.set_attribute(attr.TOOL_CALL_COUNT, len(info.tool_calls))
-                span.set_attribute(attr.TOOL_CALL_NAMES, [call.name for call in info.tool_calls])
-            if any(info.output_texts):
-                span.set_attribute(attr.OUTPUT_HASH, output_hash(info.output_texts))
-            for key, value in info.attributes.items():
-                span.set_attribute(key, value)
-            if self.settings.capture_content:
-                self._capture_output(info)
-        if self.settings.capture_content_events:
-            with guard("content event"):
-                self._emit_details_event(info)
         cost = None
         if info.usage_reported and info.input_tokens is not None:
             cost = cost_usd(
@@ -325,42 +405,68 @@ class LLMCall:
                 cache_read_tokens=info.cache_read_tokens or 0,
                 cache_creation_tokens=info.cache_creation_tokens or 0,
             )
-            if cost is not None and recording:
-                span.set_attribute(attr.COST_USD, cost)
+        if recording:
+            # One `set_attributes` call: the SDK takes its lock once instead of per attribute.
+            out: dict[str, Any] = {attr.USAGE_REPORTED: info.usage_reported}
+            if info.response_id:
+                out[attr.GEN_AI_RESPONSE_ID] = info.response_id
+            if info.response_model:
+                out[attr.GEN_AI_RESPONSE_MODEL] = info.response_model
+            if info.finish_reasons:
+                out[attr.GEN_AI_RESPONSE_FINISH_REASONS] = info.finish_reasons
+            if info.input_tokens is not None:
+                out[attr.GEN_AI_USAGE_INPUT_TOKENS] = info.input_tokens
+            if info.output_tokens is not None:
+                out[attr.GEN_AI_USAGE_OUTPUT_TOKENS] = info.output_tokens
+            if info.cache_read_tokens is not None:
+                out[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = info.cache_read_tokens
+            if info.cache_creation_tokens is not None:
+                name = (
+                    attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+                    if self.settings.latest_semconv
+                    else attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+                )
+                out[name] = info.cache_creation_tokens
+            if info.reasoning_tokens is not None:
+                out[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = info.reasoning_tokens
+            if self.request.stream or info.chunks:
+                out[attr.STREAM_CHUNKS] = info.chunks
+            if self.time_to_first_chunk is not None:
+                out[attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = self.time_to_first_chunk
+            if info.tool_calls:
+                out[attr.TOOL_CALL_COUNT] = len(info.tool_calls)
+                out[attr.TOOL_CALL_NAMES] = [call.name for call in info.tool_calls]
+            if any(info.output_texts):
+                out[attr.OUTPUT_HASH] = output_hash(info.output_texts)
+            if cost is not None:
+                out[attr.COST_USD] = cost
+            out.update(info.attributes)
+            span.set_attributes(out)
+            if self.settings.capture_content:
+                self._capture_output(info)
+        if self.settings.capture_content_events:
+            with guard("content event"):
+                self._emit_details_event(info)
         return cost
 
     def _record_metrics(
         self, duration: float, info: ResponseInfo | None, error_type: str, cost: float | None
     ) -> None:
-        route = self.route
-        metric_attrs: dict[str, Any] = {
-            attr.GEN_AI_OPERATION_NAME: route.operation,
-            attr.GEN_AI_PROVIDER_NAME: route.provider,
-            attr.SERVER_ADDRESS: route.server_address,
-        }
-        if route.server_port is not None:
-            metric_attrs[attr.SERVER_PORT] = route.server_port
-        if self.request.model:
-            metric_attrs[attr.GEN_AI_REQUEST_MODEL] = self.request.model
-        if info is not None and info.response_model:
-            metric_attrs[attr.GEN_AI_RESPONSE_MODEL] = info.response_model
-        if error_type:
-            metric_attrs[attr.ERROR_TYPE] = error_type
+        response_model = info.response_model if info is not None else ""
+        metric_attrs, input_attrs, output_attrs = _metric_attributes(
+            self.route, self.request.model, response_model, error_type
+        )
         telemetry = self.telemetry
         telemetry.operation_duration.record(duration, metric_attrs)
         if self.time_to_first_chunk is not None:
             telemetry.time_to_first_chunk.record(self.time_to_first_chunk, metric_attrs)
         if info is not None and info.usage_reported:
             if info.input_tokens is not None:
-                telemetry.token_usage.record(
-                    info.input_tokens, {**metric_attrs, "gen_ai.token.type": "input"}
-                )
+                telemetry.token_usage.record(info.input_tokens, input_attrs)
             if info.output_tokens is not None:
-                telemetry.token_usage.record(
-                    info.output_tokens, {**metric_attrs, "gen_ai.token.type": "output"}
-                )
+                telemetry.token_usage.record(info.output_tokens, output_attrs)
         if cost is not None:
-            telemetry.cost.record(cost, metric_attrs)
+            telemetry.cost.add(cost, metric_attrs)
 
     # --- opt-in content ----------------------------------------------------------------------------
     def _text(self, value: Any) -> str:

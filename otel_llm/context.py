@@ -70,6 +70,8 @@ class LLMContext:
 
 
 _EMPTY = LLMContext()
+EMPTY_CONTEXT = _EMPTY
+"""The context in force where the app set none (compared by identity on the hot path)."""
 _current: ContextVar[LLMContext] = ContextVar("otel_llm_context", default=_EMPTY)
 _FIELD_NAMES = frozenset(f.name for f in fields(LLMContext))
 

@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from otel_llm import attributes as attr
-from otel_llm.call import LLMCall, parse_request
+from otel_llm.call import LLMCall, parse_body, parse_request
 from otel_llm.config import Settings
 from otel_llm.context import current_context
 from otel_llm.endpoints import EndpointMatcher, Route, operation_for, provider_for
@@ -71,13 +71,12 @@ class Hooks:
         if api is None or not is_instrumentation_enabled() or otel_context.get_value(_SUPPRESS_KEY):
             return None
         with guard("request"):
-            content = request.content
-            info = parse_request(api, content)
-            if info is None:
+            body = parse_body(request.content)
+            if body is None:
                 return None
             llm_ctx = current_context()
             if _foreign_genai_span_active():
-                _enrich_foreign_span(llm_ctx.span_attributes(), info.hash_input)
+                _enrich_foreign_span(llm_ctx.span_attributes(), parse_request(api, body).hash_input)
                 return None
             url = request.url
             host = url.host
@@ -88,7 +87,7 @@ class Hooks:
                 server_address=host,
                 server_port=url.port,
             )
-            return LLMCall(current_telemetry(), self.settings, route, info, llm_ctx)
+            return LLMCall(current_telemetry(), self.settings, route, body, llm_ctx)
         return None
 
     def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -96,14 +95,14 @@ class Hooks:
         call = self._start(request)
         if call is None:
             return wrapped(*args, **kwargs)
+        token = otel_context.attach(trace.set_span_in_context(call.span))
         try:
-            with trace.use_span(
-                call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            ):
-                response = wrapped(*args, **kwargs)
+            response = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
+        finally:
+            otel_context.detach(token)
         self._after(call, response, kwargs.get("stream", False), wrapped)
         return response
 
@@ -112,14 +111,14 @@ class Hooks:
         call = self._start(request)
         if call is None:
             return await wrapped(*args, **kwargs)
+        token = otel_context.attach(trace.set_span_in_context(call.span))
         try:
-            with trace.use_span(
-                call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-            ):
-                response = await wrapped(*args, **kwargs)
+            response = await wrapped(*args, **kwargs)
         except BaseException as exc:
             call.fail(exc)
             raise
+        finally:
+            otel_context.detach(token)
         self._after(call, response, kwargs.get("stream", False), wrapped)
         return response
 

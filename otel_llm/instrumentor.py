@@ -14,6 +14,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 
 from otel_llm import telemetry, threads
 from otel_llm.config import load
+from otel_llm.finisher import finisher, register_exit_flush
 from otel_llm.hooks import Hooks
 
 
@@ -52,6 +53,7 @@ class OtelLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         # (then ours step aside and enrich its span instead; see `otel_llm.hooks`).
         if kwargs.get("anthropic_sdk_spans") is not True:
             os.environ.setdefault("ANTHROPIC_OPEN_TELEMETRY", "false")
+        register_exit_flush()
         hooks = Hooks(settings)
         hooks.install()
         type(self)._hooks = hooks
@@ -62,6 +64,7 @@ class OtelLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         evaluation_hook.enable_from_env(os.environ)
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        finisher.flush()
         if type(self)._hooks is not None:
             type(self)._hooks.uninstall()  # type: ignore[union-attr]
             type(self)._hooks = None

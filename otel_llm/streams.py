@@ -1,8 +1,9 @@
 """Byte-stream proxies that let the app read a response exactly as before while we watch it.
 
 The proxy replaces `response.stream`. Per chunk it does one `list.append` (and takes one clock reading
-for the first chunk only); the body is parsed when the stream ends: exhausted, closed early by the app,
-or failed. The app sees the same bytes, in the same pieces, with the same exceptions.
+for the first chunk only); when the stream ends (exhausted, closed early by the app, or failed) the pieces
+are handed to the finisher thread, which joins, decodes and parses them off the request path.
+The app sees the same bytes, in the same pieces, with the same exceptions.
 
 `httpx` and `httpx2` each check `isinstance(response.stream, SyncByteStream)`, so the proxy classes are
 made per library by `stream_classes()`.
@@ -50,11 +51,14 @@ class StreamWatcher:
             return
         self.done = True
         with guard("stream finish"):
-            body = _decode(b"".join(self.buffer), encoding)
-            if self.event_stream:
-                self.call.finish_stream(self.status_code, body, aborted=aborted, truncated=self.truncated)
-            else:
-                self.call.finish_body(self.status_code, body)
+            self.call.finish_chunks(
+                self.status_code,
+                self.buffer,
+                encoding,
+                event_stream=self.event_stream,
+                aborted=aborted,
+                truncated=self.truncated,
+            )
 
     def fail(self, exc: BaseException) -> None:
         if not self.done:
@@ -62,7 +66,7 @@ class StreamWatcher:
             self.call.fail(exc)
 
 
-def _decode(body: bytes, encoding: str) -> bytes:
+def decode_body(body: bytes, encoding: str) -> bytes:
     """Undo gzip/deflate (raw stream bytes are still encoded); other encodings are left as they are."""
     if not body or encoding in ("", "identity"):
         return body

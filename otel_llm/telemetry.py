@@ -13,7 +13,7 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry._logs import Logger, LoggerProvider, get_logger
-from opentelemetry.metrics import Histogram, MeterProvider
+from opentelemetry.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from otel_llm.version import __version__
@@ -47,7 +47,7 @@ class Telemetry:
     operation_duration: Histogram
     token_usage: Histogram
     time_to_first_chunk: Histogram
-    cost: Histogram
+    cost: Counter
 
 
 def build(
@@ -82,7 +82,7 @@ def build(
             description="Time to receive the first chunk in a streaming operation.",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS_S),
         ),
-        cost=hist(
+        cost=meter.create_counter(
             "otel_llm.client.cost",
             unit="USD",
             description="Estimated cost of GenAI calls from the shipped price table.",

@@ -31,6 +31,7 @@ class Telemetry:
     logger_provider: LoggerProvider
 
     def finished(self) -> list[ReadableSpan]:
+        otel_llm.flush()
         return list(self.spans.get_finished_spans())
 
     def genai_spans(self) -> list[ReadableSpan]:
@@ -48,6 +49,7 @@ class Telemetry:
         return spans[0]
 
     def metric_points(self, name: str) -> list[Any]:
+        otel_llm.flush()
         data = self.metrics.get_metrics_data()
         points: list[Any] = []
         if data is None:

@@ -21,6 +21,7 @@ def test_exported_names_are_pinned() -> None:
             "current_context",
             "disable_evaluation",
             "enable_evaluation",
+            "flush",
             "instrument",
             "last_call",
             "llm_context",

@@ -21,6 +21,7 @@ become `EvaluationRecord`s carrying the log record's trace/span id and the respo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -122,7 +123,8 @@ def _any_int(value: Any) -> int | None:
     if which == "int_value":
         return int(value.int_value)
     if which == "double_value":
-        return int(value.double_value)
+        number = value.double_value
+        return int(number) if math.isfinite(number) else None
     if which == "string_value":
         try:
             return int(value.string_value)
@@ -132,17 +134,20 @@ def _any_int(value: Any) -> int | None:
 
 
 def _any_float(value: Any) -> float | None:
+    """A finite number, or None: NaN and infinities would poison every sum and sketch downstream."""
     which = value.WhichOneof("value")
     if which == "double_value":
-        return float(value.double_value)
-    if which == "int_value":
-        return float(value.int_value)
-    if which == "string_value":
+        number = float(value.double_value)
+    elif which == "int_value":
+        number = float(value.int_value)
+    elif which == "string_value":
         try:
-            return float(value.string_value)
+            number = float(value.string_value)
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _any_strs(value: Any) -> tuple[str, ...]:

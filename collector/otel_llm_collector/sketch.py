@@ -67,7 +67,10 @@ class QuantileSketch:
         self.max = -math.inf
 
     def add(self, value: float, weight: int = 1) -> None:
-        """Count `value` (`weight` times). Constant time unless the bucket range must grow."""
+        """Count `value` (`weight` times). Constant time unless the bucket range must grow.
+        NaN and +inf are ignored (they have no bucket); -inf counts as zero."""
+        if not value < math.inf:
+            return
         self.count += weight
         self.sum += value * weight
         if value < self.min:

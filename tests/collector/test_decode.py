@@ -241,6 +241,20 @@ def test_builder_request_decodes_every_span_into_its_series() -> None:
     assert len({c.series for c in result.calls}) == 7
 
 
+def test_non_finite_numbers_are_dropped_not_propagated() -> None:
+    span = _chat_span()
+    span.attributes.extend(
+        [
+            KeyValue(key=A.COST_USD, value=AnyValue(double_value=float("nan"))),
+            KeyValue(key=A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, value=AnyValue(double_value=float("inf"))),
+            KeyValue(key=A.GEN_AI_USAGE_INPUT_TOKENS, value=AnyValue(double_value=float("inf"))),
+            _kv(A.GEN_AI_USAGE_OUTPUT_TOKENS, "many"),
+        ]
+    )
+    (call,) = decode_traces(_request(span)).calls
+    assert (call.cost_usd, call.time_to_first_chunk_s, call.input_tokens, call.output_tokens) == (None,) * 4
+
+
 def test_public_api_is_pinned() -> None:
     assert sorted(decode_module.__all__) == [
         "DEFAULT_MAX_ATTRIBUTES_PER_SPAN",

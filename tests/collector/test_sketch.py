@@ -87,6 +87,14 @@ def test_zero_and_negative_values_count_in_the_zero_bucket() -> None:
     assert sketch.quantile(1.0) == pytest.approx(5.0, rel=0.01)
 
 
+def test_nan_and_infinity_are_ignored() -> None:
+    sketch = QuantileSketch()
+    for value in (float("nan"), float("inf"), 2.0):
+        sketch.add(value)
+    assert sketch.count == 1
+    assert sketch.quantile(0.5) == 2.0
+
+
 def test_empty_sketch_has_no_quantiles() -> None:
     sketch = QuantileSketch()
     assert sketch.quantile(0.5) is None

@@ -5,7 +5,8 @@ call's span context or its `gen_ai.response.id`. The windows stage asks this ind
 
 Bounded twice: at most `max_entries` calls are remembered (the oldest are forgotten first) and an entry
 expires `ttl_seconds` after its call's event time. Size `max_entries` as call rate x the longest feedback
-delay you want to join (200,000 entries: about 20 MB; at 100 calls/s that is half an hour).
+delay you want to join (the default 100,000 calls take about 40 MB; at 100 calls/s they cover
+about 17 minutes).
 
 Evaluations that arrive before their call (rare, but exporters batch independently) wait in a small pending
 buffer (`max_pending`, `pending_ttl_seconds` of event time). When the call arrives within that time the
@@ -20,7 +21,7 @@ from typing import Final
 
 from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
 
-DEFAULT_MAX_ENTRIES: Final = 200_000
+DEFAULT_MAX_ENTRIES: Final = 100_000
 DEFAULT_TTL_SECONDS: Final = 3600.0
 DEFAULT_MAX_PENDING: Final = 10_000
 DEFAULT_PENDING_TTL_SECONDS: Final = 300.0

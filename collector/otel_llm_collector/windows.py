@@ -62,6 +62,8 @@ TIERS: Final = ((MINUTE_NS, 16), (FIVE_MINUTES_NS, 13), (HOUR_NS, 25), (DAY_NS, 
 WINDOWS: Final = {"1m": (0, 1), "5m": (0, 5), "15m": (0, 15), "1h": (1, 12), "24h": (2, 24), "7d": (3, 7)}
 """Window name -> (tier, buckets)."""
 WINDOW_NAMES: Final = tuple(WINDOWS)
+_UNCACHED_MINUTES: Final = 5
+"""Windows of this many minutes or fewer merge their few buckets on every read instead of caching."""
 
 SNAPSHOT_VERSION: Final = 1
 
@@ -300,19 +302,22 @@ class WindowEngine:
         last = now // size
         first = last - length + 1
         rolled = self._rolled_minute
-        stamp = (first, rolled, series.revision)
-        cached = series.closed.get(window)
-        if cached is not None and cached[0] == stamp:
-            closed = cached[1]
-        else:
-            # Closed buckets change only when a minute rolls up or late data arrives (see `revision`).
-            closed = Bucket()
-            for index, bucket in series.tiers[tier].items():
-                if first <= index <= last and (tier or index < rolled):
-                    closed.merge(bucket)
-            series.closed[window] = (stamp, closed)
         merged = Bucket()
-        merged.merge(closed)
+        if tier or length > _UNCACHED_MINUTES:
+            stamp = (first, rolled, series.revision)
+            cached = series.closed.get(window)
+            if cached is None or cached[0] != stamp:
+                # Closed buckets change only when a minute rolls up or late data arrives (see `revision`).
+                closed = Bucket()
+                for index, bucket in series.tiers[tier].items():
+                    if first <= index <= last and (tier or index < rolled):
+                        closed.merge(bucket)
+                cached = series.closed[window] = (stamp, closed)
+            merged.merge(cached[1])
+        else:
+            for index, bucket in series.minutes.items():
+                if first <= index < rolled and index <= last:
+                    merged.merge(bucket)
         per_bucket = size // MINUTE_NS
         for minute, bucket in series.minutes.items():
             if minute >= rolled and first <= minute // per_bucket <= last:

@@ -7,6 +7,7 @@ conventions module, spelled once in `mapping`), recorded with the real SDK and e
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as semconv
@@ -211,8 +212,7 @@ def test_segments_come_from_the_segment_prefix() -> None:
 
 
 def test_every_mapped_name_is_unique_and_documented() -> None:
-    with open("docs/attribute-mapping.md", encoding="utf-8") as handle:
-        doc = handle.read()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "attribute-mapping.md").read_text(encoding="utf-8")
     missing = [name for name in M.ATTRIBUTE_TABLE if f"`{name}`" not in doc]
     assert missing == []
 

@@ -99,6 +99,9 @@ class CollectorSettings(BaseModel):
     reuse_port: bool = True
     """Let several collector processes bind the same OTLP ports (SO_REUSEPORT, Linux)."""
     forward: tuple[ForwardTarget, ...] = ()
+    rules_file: Path | None = None
+    """Quality rules (YAML, see `otel-llm rules check`); the shipped default rule set when unset."""
+    rules_enabled: bool = True
 
     @field_validator("otlp_grpc_endpoint", "otlp_http_endpoint", "http_endpoint")
     @classmethod

@@ -322,7 +322,7 @@ def main() -> None:
         "--snapshot-seconds", type=float, default=30.0, help="the collector's snapshot interval"
     )
     parser.add_argument("--client-processes", type=int, default=1)
-    parser.add_argument("--client-threads", type=int, default=4)
+    parser.add_argument("--client-threads", type=int, default=8)
     parser.add_argument("--grpc-max-workers", type=int, default=8, help="the collector's gRPC thread pool")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the single-process collector (needs py-spy)"

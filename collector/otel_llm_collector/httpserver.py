@@ -14,6 +14,7 @@ sees a connection reset instead of the 413; anything larger (or chunked) closes 
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 import threading
@@ -89,9 +90,9 @@ class HttpServer:
         self._server.server_close()
 
 
-def _read_chunked(rfile: object, limit: int) -> bytes:
-    read_line = rfile.readline  # type: ignore[attr-defined]
-    read = rfile.read  # type: ignore[attr-defined]
+def _read_chunked(rfile: io.BufferedIOBase, limit: int) -> bytes:
+    read_line = rfile.readline
+    read = rfile.read
     parts: list[bytes] = []
     total = 0
     while True:

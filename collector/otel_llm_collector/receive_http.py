@@ -23,11 +23,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from otel_llm_collector.otlp_json import OtlpJsonError, parse_json
+from otel_llm_collector.otlp_json import parse_json
 from otel_llm_collector.receiver import Receiver, Signal, Verdict
-from otel_llm_collector.router import Request, Response, Router
+from otel_llm_collector.router import Handler, Request, Response, Router
 
-__all__ = ["PROTOBUF", "add_otlp_routes", "decompress_capped"]
+__all__ = ["PROTOBUF", "add_otlp_routes", "decompress_capped", "too_large_response"]
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -103,7 +103,7 @@ def add_otlp_routes(
         router.add("POST", path, _export_handler(signal, receiver, max_request_bytes, retry_after_seconds))
 
 
-def too_large_response(receiver: Receiver) -> Any:
+def too_large_response(receiver: Receiver) -> Handler:
     """The server's answer for a body over the cap (it never read the body)."""
 
     def answer(request: Request) -> Response:
@@ -116,7 +116,7 @@ def too_large_response(receiver: Receiver) -> Any:
     return answer
 
 
-def _export_handler(signal: Signal, receiver: Receiver, limit: int, retry_after: float) -> Any:
+def _export_handler(signal: Signal, receiver: Receiver, limit: int, retry_after: float) -> Handler:
     request_type = signal.request_type
 
     def handle(request: Request) -> Response:
@@ -153,7 +153,7 @@ def _export_handler(signal: Signal, receiver: Receiver, limit: int, retry_after:
             else:
                 parsed = request_type.FromString(body)
                 payload = body
-        except (OtlpJsonError, Exception) as exc:
+        except Exception as exc:  # OtlpJsonError, DecodeError, or anything else the parsers raise
             outcome = receiver.invalid(signal, f"malformed {signal.value} request: {exc}")
             return _status_response(400, code_pb2.INVALID_ARGUMENT, outcome.message, answer_media)
         outcome = receiver.export(signal, parsed, payload)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HttpError", "Request", "Response", "Router"]
+__all__ = ["Handler", "HttpError", "Request", "Response", "Router", "error_response"]
 
 _logger = logging.getLogger(__name__)
 

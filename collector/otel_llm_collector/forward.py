@@ -29,11 +29,12 @@ from google.rpc import error_details_pb2
 
 from otel_llm_collector.config import ForwardTarget
 from otel_llm_collector.receiver import Signal
-from otel_llm_collector.selfmetrics import Counters
+from otel_llm_collector.selfmetrics import Counters, LogLimiter
 
 __all__ = ["Forwarder", "SendResult"]
 
 _logger = logging.getLogger(__name__)
+_drop_log = LogLimiter(_logger)
 
 _GRPC_METHODS = {
     Signal.TRACES: "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -190,7 +191,7 @@ class _Target:
     def _count_drop(self, count: int, why: str) -> None:
         self._counters.add(f"forward_dropped_requests_total{{{self._label}}}", count)
         self._counters.add("forward_dropped_requests_total", count)
-        _logger.warning("forward target %s: dropped %d request(s): %s", self.name, count, why)
+        _drop_log.warning(self.name, "forward target %s: dropped %d request(s): %s", self.name, count, why)
 
     def _run(self) -> None:
         while not self._stopping.is_set():

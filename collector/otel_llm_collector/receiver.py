@@ -22,11 +22,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_llm_collector.contracts import DecodeResult
-from otel_llm_collector.selfmetrics import Counters
+from otel_llm_collector.selfmetrics import Counters, LogLimiter
 
 __all__ = ["Forwarder", "Outcome", "Receiver", "Signal", "Verdict"]
 
 _logger = logging.getLogger(__name__)
+_shed_log = LogLimiter(_logger)
 
 
 class Signal(enum.Enum):
@@ -118,6 +119,7 @@ class Receiver:
             return self.invalid(signal, f"cannot decode request: {exc}")
         if not self._offer(result):
             counters.add(f"{signal.value}_requests_shed_total")
+            _shed_log.warning("shed", "ingest queue full: shedding load (clients are told to retry)")
             return Outcome(Verdict.SHED, message="ingest queue full, retry later")
         unit = "spans" if signal is Signal.TRACES else "log_records"
         counters.add_many(

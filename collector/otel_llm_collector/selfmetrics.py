@@ -8,10 +8,12 @@ scrape time so they are never stale.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["Counters"]
+__all__ = ["Counters", "LogLimiter"]
 
 
 class Counters:
@@ -49,3 +51,30 @@ class Counters:
         for name, read in gauges.items():
             values[name] = read()
         return values
+
+
+class LogLimiter:
+    """Logs a recurring condition (drops, shedding) once per interval with the count since the last line.
+
+    The counters carry the exact figures; the log only has to say that it is happening, without one line per
+    request at thousands of requests per second.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_seconds: float = 60.0) -> None:
+        self._logger = logger
+        self._interval = interval_seconds
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next.get(key, 0.0):
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            self._next[key] = now + self._interval
+            suppressed = self._suppressed.pop(key, 0)
+        if suppressed:
+            message += f" (and {suppressed} more like it since the last report)"
+        self._logger.warning(message, *args)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+import pytest
 from otel_llm_collector.config import ForwardTarget
 from otel_llm_collector.forward import Forwarder
 from otel_llm_collector.httpserver import HttpServer
@@ -97,7 +98,7 @@ def test_target_down_then_back_receives_everything() -> None:
         assert upstream.counters.get("forward_dropped_requests_total") == 0
 
 
-def test_dead_target_never_stalls_ingest_and_drops_are_counted() -> None:
+def test_dead_target_never_stalls_ingest_and_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None:
     slow_retry = {**FAST_RETRY, "retry_initial_interval_seconds": 30.0, "queue_max_requests": 2}
     target = ForwardTarget(endpoint=f"127.0.0.1:{_free_port()}", protocol="grpc", **slow_retry)
     with receive_stack(forward=(target,)) as upstream:
@@ -112,6 +113,8 @@ def test_dead_target_never_stalls_ingest_and_drops_are_counted() -> None:
         # One request is held by the retrying sender, two wait in the queue: five were dropped.
         assert _wait(lambda: upstream.counters.get("forward_dropped_requests_total") == 5)
         assert upstream.counters.get(f'forward_dropped_requests_total{{target="0:{target.endpoint}"}}') == 5
+    drops = [r for r in caplog.records if "dropped" in r.getMessage() and target.endpoint in r.getMessage()]
+    assert len(drops) == 1  # counted every time, logged once a minute
 
 
 def test_retries_give_up_after_max_elapsed() -> None:

@@ -458,9 +458,20 @@ class RuleEvaluator:
         settings = self.watchdog
         lookback_ns = int(settings.lookback_seconds * 1e9)
         forget_ns = int(settings.forget_after_seconds * 1e9)
-        for key in sorted(set(present) | set(self._busy_ns)):
+        keys = sorted(set(present) | set(self._busy_ns))
+        counts: dict[SeriesKey, int] = {}
+        scope_calls: dict[tuple[str, str], int] = {}
+        for key in keys:
             measured = source(key, "5m").measure(_CALL_COUNT)
-            calls = int(measured.value) if measured is not None else 0
+            counts[key] = calls = int(measured.value) if measured is not None else 0
+            scope = (key.service, key.feature)
+            scope_calls[scope] = scope_calls.get(scope, 0) + calls
+        for key in keys:
+            calls = counts[key]
+            if calls == 0 and scope_calls[(key.service, key.feature)] > 0:
+                # Superseded, not silent: the feature still answers, through a new prompt version or
+                # model (a new series). That change is a deployment, not an outage.
+                calls = -1
             if calls >= settings.busy_calls:
                 self._busy_ns[key] = at_ns
             last_busy = self._busy_ns.get(key)
@@ -468,7 +479,7 @@ class RuleEvaluator:
                 continue
             slot = self._slots.get((SERIES_SILENT, key))
             quiet_ns = at_ns - last_busy
-            if calls > 0:
+            if calls != 0:
                 silent = False
             elif slot is not None and slot.state is AlertState.FIRING:
                 silent = quiet_ns <= forget_ns
@@ -476,7 +487,7 @@ class RuleEvaluator:
                     slot.extra["resolved_reason"] = "forgotten"
             else:
                 silent = quiet_ns <= lookback_ns
-            self._step(self._silent_rule, key, Verdict(silent, float(calls)), at_ns, changed)
+            self._step(self._silent_rule, key, Verdict(silent, float(max(calls, 0))), at_ns, changed)
             if not silent and quiet_ns > lookback_ns:
                 del self._busy_ns[key]
 

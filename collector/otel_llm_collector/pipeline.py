@@ -1,0 +1,164 @@
+"""The processing core shared by the live collector and replay: windows, then rules, on event-time ticks.
+
+    pipeline = Pipeline(engine, evaluator, on_events=print_events)
+    pipeline.apply(decode_traces(request))      # windows; rules at each event-time minute boundary
+    pipeline.advance_watermark(time.time_ns())  # live only, when the stream is idle
+
+Time. Rules run at minute ticks T of event time, never on the wall clock directly. When a batch carries
+records at or after the next tick T, the records before T are applied first, the rules evaluated at T (so
+the windows hold exactly the data before T), then the rest. An alert's timestamps are ticks. So replaying
+recorded traffic through this class yields the same alerts at the same times as the live collector that
+received it, whatever the batching. The one difference: an idle live collector also ticks on the wall
+clock (`advance_watermark`), so alerts resolve while no data arrives; a replay ticks only when its next
+record moves event time past a boundary.
+
+Deployments: every call whose series shows a new service version, prompt version or model is recorded as
+a deployment (`DeploymentTracker`); `record_deployment` takes explicit ones (the API). At each tick the
+completed minute of every series goes into a `MetricHistory`, and an alert that starts firing is annotated
+with the deployment that best explains its metric's step (`DeploymentAnnotator`).
+
+Not thread-safe: the ingest worker (or replay) is the one caller, as for `WindowEngine`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from otel_llm_collector.alerts import AlertEvent, RuleEvaluator, engine_metrics
+from otel_llm_collector.annotate import DeploymentAnnotator
+from otel_llm_collector.contracts import DecodeResult
+from otel_llm_collector.correlation import Deployment, DeploymentTracker
+from otel_llm_collector.history import MetricHistory
+from otel_llm_collector.records import CallRecord
+from otel_llm_collector.windows import WindowEngine
+
+TICK_NS: Final = 60 * 1_000_000_000
+"""Rules are evaluated once per event-time minute."""
+
+MAX_TICKS_PER_BATCH: Final = 60
+"""Beyond this many minutes of jump, intermediate ticks are skipped (they would all see empty windows)."""
+
+EventSink = Callable[[list[AlertEvent]], None]
+
+
+class Pipeline:
+    """Windows + rule evaluation + deployment tracking; the ingest worker's `WindowSink`."""
+
+    def __init__(
+        self,
+        engine: WindowEngine,
+        evaluator: RuleEvaluator | None,
+        *,
+        deployments: DeploymentTracker | None = None,
+        history: MetricHistory | None = None,
+        on_events: EventSink | None = None,
+        tick_ns: int = TICK_NS,
+    ) -> None:
+        self.engine = engine
+        self.evaluator = evaluator
+        self.deployments = deployments if deployments is not None else DeploymentTracker()
+        self.history = history if history is not None else MetricHistory()
+        if evaluator is not None and evaluator.annotator is None:
+            evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
+        self._on_events = on_events
+        self._tick_ns = tick_ns
+        self._next_tick_ns = 0
+        self.events_emitted = 0
+
+    # --- WindowSink ---------------------------------------------------------------------------------
+    def apply(self, result: DecodeResult) -> None:
+        if result.calls:
+            self.observe_calls(result.calls)
+        if self.evaluator is not None:
+            latest = max(
+                (c.end_time_ns for c in result.calls),
+                default=max((e.time_ns for e in result.evaluations), default=0),
+            )
+            if self._next_tick_ns == 0 and latest:
+                self._next_tick_ns = latest - latest % self._tick_ns + self._tick_ns
+            if latest - self._next_tick_ns > MAX_TICKS_PER_BATCH * self._tick_ns:
+                # A jump far ahead (a gap in the data): evaluate once, at the tick before the new data.
+                self._next_tick_ns = latest - latest % self._tick_ns
+            while self._next_tick_ns and latest >= self._next_tick_ns:
+                tick = self._next_tick_ns
+                before, result = _split(result, tick)
+                self.engine.apply(before)
+                self._evaluate(tick)
+        self.engine.apply(result)
+
+    def advance_watermark(self, now_ns: int) -> None:
+        self.engine.advance_watermark(now_ns)
+        if self.evaluator is not None and self._next_tick_ns and now_ns >= self._next_tick_ns:
+            self._evaluate(now_ns - now_ns % self._tick_ns)
+
+    def snapshot(self) -> dict[str, Any]:
+        data = self.engine.snapshot()
+        data["pipeline"] = {
+            "next_tick_ns": self._next_tick_ns,
+            "rules": self.evaluator.snapshot() if self.evaluator is not None else None,
+            "deployments": self.deployments.to_dict(),
+        }
+        return data
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Restore the rule and deployment state saved by `snapshot` (the engine restores itself)."""
+        saved = data.get("pipeline")
+        if not isinstance(saved, dict):
+            return
+        self._next_tick_ns = int(saved.get("next_tick_ns") or 0)
+        if self.evaluator is not None and isinstance(saved.get("rules"), dict):
+            self.evaluator.restore(saved["rules"])
+        if isinstance(saved.get("deployments"), dict):
+            self.deployments = DeploymentTracker.from_dict(saved["deployments"])
+            if self.evaluator is not None:
+                self.evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
+
+    # --- deployments ----------------------------------------------------------------------------------
+    def observe_calls(self, calls: Iterable[CallRecord]) -> None:
+        seen: set[tuple[Any, str]] = set()
+        observe = self.deployments.observe
+        for call in calls:
+            marker = (call.series, call.service_version)
+            if marker not in seen:
+                seen.add(marker)
+                observe(call.series, call.service_version, call.end_time_ns)
+
+    def record_deployment(self, deployment: Deployment) -> None:
+        self.deployments.record(deployment)
+
+    # --- rules ------------------------------------------------------------------------------------------
+    def _evaluate(self, tick: int) -> None:
+        assert self.evaluator is not None
+        self._next_tick_ns = tick + self._tick_ns
+        engine = self.engine
+        minute = tick - self._tick_ns
+        self.history.record(
+            minute,
+            (
+                (key, stats)
+                for key in engine.series()
+                if (stats := engine.window(key, "1m")) is not None and stats.start_ns == minute
+            ),
+        )
+        events = self.evaluator.evaluate(tick, engine.series(), engine_metrics(engine))
+        if events:
+            self.events_emitted += len(events)
+            if self._on_events is not None:
+                self._on_events(events)
+
+
+def _split(result: DecodeResult, tick: int) -> tuple[DecodeResult, DecodeResult]:
+    """(records before `tick`, the rest); counts stay on the second part so nothing is counted twice."""
+    before_calls = tuple(c for c in result.calls if c.end_time_ns < tick)
+    before_evals = tuple(e for e in result.evaluations if e.time_ns < tick)
+    if len(before_calls) == len(result.calls) and len(before_evals) == len(result.evaluations):
+        return result, DecodeResult()
+    before = DecodeResult(calls=before_calls, evaluations=before_evals)
+    rest = dataclasses.replace(
+        result,
+        calls=tuple(c for c in result.calls if c.end_time_ns >= tick),
+        evaluations=tuple(e for e in result.evaluations if e.time_ns >= tick),
+    )
+    return before, rest

@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 from otel_llm_collector.app import App
 from otel_llm_collector.config import load_settings
-from otel_llm_collector.testing import SECOND_NS, SpanRecorder
+from otel_llm_collector.testing import SECOND_NS, SpanRecorder, genai_request
 
 OTEL_LLM = Path(sys.executable).with_name("otel-llm")
 
@@ -134,6 +135,40 @@ def test_stop_drains_and_takes_the_final_snapshot(tmp_path: Path) -> None:
         assert _series_count(second.addresses()["http"]) == 7
     finally:
         second.stop(1.0)
+
+
+@pytest.mark.slow
+def test_100k_distinct_series_overflow_is_bounded_and_counted(tmp_path: Path) -> None:
+    settings = load_settings(
+        overrides=_local_settings(tmp_path, max_series=1000, snapshot_interval_seconds=3600)
+    )
+    app = App(settings)
+    app.start()
+    try:
+        addresses = app.addresses()
+        base_ns = time.time_ns() - 60 * SECOND_NS
+        with grpc.insecure_channel(addresses["otlp_grpc"]) as channel:
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            for k in range(196):  # 196 x 512 = 100,352 spans, each its own feature
+                request = genai_request(spans=512, seed=k, start_ns=base_ns + k * 1000, spacing_ns=1)
+                for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+                    for attribute in span.attributes:
+                        if attribute.key == "otel_llm.feature":
+                            attribute.value.string_value = f"f-{k * 512 + i}"
+                export(request.SerializeToString(), timeout=30)
+
+        def windows() -> dict[str, Any]:
+            status: dict[str, Any] = json.loads(_get(f"http://{addresses['http']}/api/v1/status")[1])
+            figures: dict[str, Any] = status["windows"]
+            return figures
+
+        assert _wait(lambda: windows()["calls_total"] == 100_352, timeout=120)
+        status = windows()
+        assert status["series"] == 1000 + 1  # the overflow series on top
+        assert status["overflow_calls_total"] == 100_352 - 1000
+        assert _get(f"http://{addresses['http']}/healthz")[0] == 200
+    finally:
+        app.stop(1.0)
 
 
 class _Collector:

@@ -251,7 +251,7 @@ def _judge(
     confidence = _confidence(score, t)
     verb = "rose" if step > 0 else "fell" if step < 0 else "stayed"
     explanation = (
-        f"{metric} {verb} from {b.mean:.4g} to {a.mean:.4g} ({step:+.4g}; {abs(score):.3g}x the per-minute "
+        f"{metric} {verb} from {b.mean:.3g} to {a.mean:.3g} ({step:+.3g}; {abs(score):.3g}x the per-minute "
         f"noise, Welch t {abs(t):.3g}; {b.points} minutes before, {a.points} after) at "
         f"{deployment.describe()}: {confidence.value}"
     )
@@ -286,12 +286,13 @@ def candidates(
     """Every deployment in (`at_ns` - `lookback_seconds`, `at_ns`], judged, best first.
 
     `deployments` are those that concern the series (see `Deployment.concerns`), in any order; ones outside
-    the lookback still cut their neighbours' windows. `history` is the series' per-minute points, any order.
+    the lookback still cut their neighbours' windows. `history` is the series' per-minute points, any order,
+    each stamped with its minute's start; points from `at_ns` on (an unfinished minute) are not used.
     """
     if min_points < 2:
         raise ValueError(f"min_points: need at least 2 per side to measure noise, got {min_points}")
     ordered = sorted(deployments, key=lambda d: d.time_ns)
-    points = sorted((p for p in history if p.time_ns <= at_ns), key=lambda p: p.time_ns)
+    points = sorted((p for p in history if p.time_ns < at_ns), key=lambda p: p.time_ns)
     times = [p.time_ns for p in points]
     window_ns = int(window_seconds * NS_PER_SECOND)
     since_ns = at_ns - int(lookback_seconds * NS_PER_SECOND)
@@ -305,7 +306,7 @@ def candidates(
         start = t_ns - window_ns if previous is None else max(t_ns - window_ns, previous)
         end = t_ns + window_ns if following is None else min(t_ns + window_ns, following)
         before = points[bisect_left(times, start) : bisect_left(times, t_ns)]
-        after = points[bisect_left(times, t_ns) : bisect_left(times, min(end, at_ns + 1))]
+        after = points[bisect_left(times, t_ns) : bisect_left(times, end)]
         results.append(
             _judge(deployment, before, after, adverse=adverse, metric=metric, min_points=min_points)
         )

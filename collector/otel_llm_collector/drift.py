@@ -61,6 +61,9 @@ __all__ = [
     "quantile_edges",
 ]
 
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
 MODERATE_PSI: Final = 0.1
 SIGNIFICANT_PSI: Final = 0.25
 DEFAULT_BINS: Final = 10
@@ -174,15 +177,15 @@ def psi(
     return DriftResult(DriftMethod.PSI, value, None, level, len(reference), len(current), value)
 
 
-def _aligned(reference: Mapping[Hashable, float], current: Mapping[Hashable, float]) -> list[Hashable]:
+def _aligned(reference: Mapping[K, float], current: Mapping[K, float]) -> list[K]:
     keys = [k for k in reference if reference[k] > 0 or current.get(k, 0) > 0]
     keys += [k for k in current if k not in reference and current[k] > 0]
     return keys
 
 
 def categorical_psi(
-    reference: Mapping[Hashable, float],
-    current: Mapping[Hashable, float],
+    reference: Mapping[K, float],
+    current: Mapping[K, float],
     *,
     smoothing: float = DEFAULT_SMOOTHING,
 ) -> DriftResult:
@@ -278,7 +281,7 @@ def chi_square_sf(statistic: float, df: int) -> float:
 
 
 def chi_square_test(
-    reference: Mapping[Hashable, float], current: Mapping[Hashable, float]
+    reference: Mapping[K, float], current: Mapping[K, float]
 ) -> tuple[float, int, float]:
     """Chi-square test of homogeneity on the 2 x K table of counts: (statistic, df, p-value).
 
@@ -319,8 +322,8 @@ def _gated(level: DriftLevel, p_value: float, alpha: float) -> DriftLevel:
 
 
 def categorical_drift(
-    reference: Mapping[Hashable, float],
-    current: Mapping[Hashable, float],
+    reference: Mapping[K, float],
+    current: Mapping[K, float],
     *,
     alpha: float = DEFAULT_ALPHA,
     min_samples: int = DEFAULT_MIN_SAMPLES,
@@ -370,7 +373,6 @@ def numeric_drift(
     return DriftResult(DriftMethod.KS, d, p_value, level, n_ref, n_cur, effect.psi)
 
 
-T = TypeVar("T")
 
 
 class Reservoir(Generic[T]):

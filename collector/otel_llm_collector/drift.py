@@ -61,8 +61,8 @@ __all__ = [
     "quantile_edges",
 ]
 
-T = TypeVar("T")
-K = TypeVar("K", bound=Hashable)
+_T = TypeVar("_T")
+_K = TypeVar("_K", bound=Hashable)
 
 MODERATE_PSI: Final = 0.1
 SIGNIFICANT_PSI: Final = 0.25
@@ -177,15 +177,15 @@ def psi(
     return DriftResult(DriftMethod.PSI, value, None, level, len(reference), len(current), value)
 
 
-def _aligned(reference: Mapping[K, float], current: Mapping[K, float]) -> list[K]:
+def _aligned(reference: Mapping[_K, float], current: Mapping[_K, float]) -> list[_K]:
     keys = [k for k in reference if reference[k] > 0 or current.get(k, 0) > 0]
     keys += [k for k in current if k not in reference and current[k] > 0]
     return keys
 
 
 def categorical_psi(
-    reference: Mapping[K, float],
-    current: Mapping[K, float],
+    reference: Mapping[_K, float],
+    current: Mapping[_K, float],
     *,
     smoothing: float = DEFAULT_SMOOTHING,
 ) -> DriftResult:
@@ -280,9 +280,7 @@ def chi_square_sf(statistic: float, df: int) -> float:
     return min(1.0, max(0.0, math.exp(log_prefix) * h))
 
 
-def chi_square_test(
-    reference: Mapping[K, float], current: Mapping[K, float]
-) -> tuple[float, int, float]:
+def chi_square_test(reference: Mapping[_K, float], current: Mapping[_K, float]) -> tuple[float, int, float]:
     """Chi-square test of homogeneity on the 2 x K table of counts: (statistic, df, p-value).
 
     Categories expected fewer than 5 times in either row are pooled into one; if fewer than two
@@ -322,8 +320,8 @@ def _gated(level: DriftLevel, p_value: float, alpha: float) -> DriftLevel:
 
 
 def categorical_drift(
-    reference: Mapping[K, float],
-    current: Mapping[K, float],
+    reference: Mapping[_K, float],
+    current: Mapping[_K, float],
     *,
     alpha: float = DEFAULT_ALPHA,
     min_samples: int = DEFAULT_MIN_SAMPLES,
@@ -373,9 +371,7 @@ def numeric_drift(
     return DriftResult(DriftMethod.KS, d, p_value, level, n_ref, n_cur, effect.psi)
 
 
-
-
-class Reservoir(Generic[T]):
+class Reservoir(Generic[_T]):
     """A uniform random sample of at most `capacity` items from a stream of any length (algorithm R).
 
     Every item seen so far is in the sample with probability capacity / seen. Seeded, so a replay keeps
@@ -388,10 +384,10 @@ class Reservoir(Generic[T]):
             raise ValueError(f"capacity: must be at least 1, got {capacity}")
         self.capacity = capacity
         self.seen = 0
-        self._items: list[T] = []
+        self._items: list[_T] = []
         self._rng = random.Random(seed)
 
-    def add(self, item: T) -> None:
+    def add(self, item: _T) -> None:
         self.seen += 1
         if len(self._items) < self.capacity:
             self._items.append(item)
@@ -400,11 +396,11 @@ class Reservoir(Generic[T]):
         if slot < self.capacity:
             self._items[slot] = item
 
-    def extend(self, items: Iterable[T]) -> None:
+    def extend(self, items: Iterable[_T]) -> None:
         for item in items:
             self.add(item)
 
-    def values(self) -> list[T]:
+    def values(self) -> list[_T]:
         """A copy of the sample, in no meaningful order."""
         return list(self._items)
 

@@ -8,6 +8,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable
 
+import otel_llm_collector.correlation
 import pytest
 from otel_llm_collector.correlation import (
     Confidence,
@@ -218,3 +219,17 @@ def test_tracker_round_trips_through_json() -> None:
         assert third is not None
     # Only two versions are remembered per scope: the oldest, 1.0.0, counts as new again.
     assert restored.observe(SERIES, "1.0.0", at("09:50")) is not None
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(otel_llm_collector.correlation.__all__) == [
+        "Confidence",
+        "Correlation",
+        "Deployment",
+        "DeploymentTracker",
+        "MinutePoint",
+        "candidates",
+        "correlate",
+    ]
+    for name in otel_llm_collector.correlation.__all__:
+        assert getattr(otel_llm_collector.correlation, name) is not None

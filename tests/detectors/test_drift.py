@@ -6,6 +6,7 @@ import json
 import random
 from collections import Counter
 
+import otel_llm_collector.drift
 import pytest
 from otel_llm_collector.drift import (
     DriftLevel,
@@ -230,3 +231,24 @@ def test_reservoir_round_trips_through_json() -> None:
     assert (len(original), original.seen) == (0, 0)
     with pytest.raises(ValueError, match=r"^capacity:"):
         Reservoir[int](0)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(otel_llm_collector.drift.__all__) == [
+        "DriftLevel",
+        "DriftMethod",
+        "DriftResult",
+        "Reservoir",
+        "categorical_drift",
+        "categorical_psi",
+        "chi_square_sf",
+        "chi_square_test",
+        "kolmogorov_sf",
+        "ks_test",
+        "numeric_drift",
+        "psi",
+        "psi_level",
+        "quantile_edges",
+    ]
+    for name in otel_llm_collector.drift.__all__:
+        assert getattr(otel_llm_collector.drift, name) is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import otel_llm_collector.proportions
 import pytest
 from otel_llm_collector.proportions import (
     agresti_coull_interval,
@@ -132,3 +133,20 @@ def test_two_proportion_test_with_no_evidence() -> None:
 def test_invalid_arguments_raise(call: Callable[[], object], setting: str) -> None:
     with pytest.raises(ValueError, match=f"^{setting}:"):
         call()
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(otel_llm_collector.proportions.__all__) == [
+        "DEFAULT_CONFIDENCE",
+        "Interval",
+        "TwoProportionResult",
+        "agresti_coull_interval",
+        "below",
+        "exceeds",
+        "min_failures_to_exceed",
+        "two_proportion_test",
+        "wilson_interval",
+        "z_for",
+    ]
+    for name in otel_llm_collector.proportions.__all__:
+        assert getattr(otel_llm_collector.proportions, name) is not None

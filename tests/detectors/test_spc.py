@@ -7,6 +7,7 @@ import math
 import random
 from collections.abc import Callable
 
+import otel_llm_collector.spc
 import pytest
 from otel_llm_collector.spc import (
     CusumChart,
@@ -257,3 +258,18 @@ def test_signal_to_dict_is_plain_data() -> None:
         "limit": -3.0,
         "index": 1,
     }
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(otel_llm_collector.spc.__all__) == [
+        "Chart",
+        "CusumChart",
+        "Direction",
+        "EwmaChart",
+        "Rule",
+        "Signal",
+        "WesternElectricChart",
+        "chart_from_dict",
+    ]
+    for name in otel_llm_collector.spc.__all__:
+        assert getattr(otel_llm_collector.spc, name) is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import otel_llm_collector.trend
 import pytest
 from otel_llm_collector.spc import Direction
 from otel_llm_collector.trend import TrendDetector, mann_kendall, theil_sen_slope, trend
@@ -108,3 +109,15 @@ def test_window_slides_and_round_trips() -> None:
 def test_invalid_settings_name_the_setting(settings: dict[str, float], name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{name}:"):
         TrendDetector(**settings)  # type: ignore[arg-type]
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(otel_llm_collector.trend.__all__) == [
+        "TrendDetector",
+        "TrendResult",
+        "mann_kendall",
+        "theil_sen_slope",
+        "trend",
+    ]
+    for name in otel_llm_collector.trend.__all__:
+        assert getattr(otel_llm_collector.trend, name) is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from otel_llm_collector.config import ForwardTarget
@@ -58,7 +58,7 @@ class Stack:
     grpc: GrpcReceiver
     http: HttpServer
     forwarder: Forwarder
-    extra: dict[str, Any] = field(default_factory=dict)
+    receiver: Receiver
 
     @property
     def grpc_endpoint(self) -> str:
@@ -111,7 +111,7 @@ def receive_stack(
     grpc_receiver.start()
     http.start()
     try:
-        yield Stack(sink, counters, ingest, grpc_receiver, http, forwarder)
+        yield Stack(sink, counters, ingest, grpc_receiver, http, forwarder, receiver)
     finally:
         sink.gate.set()
         grpc_receiver.stop(1.0)

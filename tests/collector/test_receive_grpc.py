@@ -26,6 +26,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExportResult
+from otel_llm_collector.receive_grpc import GrpcReceiver
 from otel_llm_collector.testing import SECOND_NS, T0_NS, SpanRecorder, genai_request
 from receive_support import Stack, receive_stack
 
@@ -249,3 +250,25 @@ def test_request_is_parsed_from_the_original_bytes(stack: Stack, channel: grpc.C
     request.resource_spans.add()  # no spans at all
     response = _raw_export(channel, request.SerializeToString())
     assert response.partial_success.rejected_spans == 0
+
+
+def test_reuse_port_lets_two_receivers_share_a_port(stack: Stack) -> None:
+    twin = GrpcReceiver(
+        stack.receiver,
+        endpoint=stack.grpc_endpoint,
+        max_request_bytes=1024 * 1024,
+        retry_after_seconds=1.0,
+        reuse_port=True,
+    )
+    try:
+        assert twin.port == stack.grpc.port
+    finally:
+        twin.stop(0)
+    with pytest.raises(OSError, match="otlp_grpc_endpoint: cannot bind"):
+        GrpcReceiver(
+            stack.receiver,
+            endpoint=stack.grpc_endpoint,
+            max_request_bytes=1024 * 1024,
+            retry_after_seconds=1.0,
+            reuse_port=False,
+        )

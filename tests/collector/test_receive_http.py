@@ -217,6 +217,24 @@ def test_shedding_answers_503_with_retry_after() -> None:
         assert stack.sink.wait_calls(2)
 
 
+def test_shedding_json_request_gets_a_json_status_with_retry_info() -> None:
+    with receive_stack(queue_max_batches=1, retry_after_seconds=0.5) as stack:
+        stack.sink.gate.clear()
+        body = json.dumps(message_to_dict(genai_request(spans=1))).encode()
+        statuses = [_post(stack, "/v1/traces", body, JSON) for _ in range(3)]
+        status, headers, response = statuses[-1]
+        assert status == 503
+        assert headers["content-type"] == "application/json"
+        assert headers["retry-after"] == "1"
+        document = json.loads(response)
+        assert document["code"] == code_pb2.UNAVAILABLE
+        assert document["details"][0] == {
+            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+            "retryDelay": "0.500s",
+        }
+        stack.sink.gate.set()
+
+
 def test_chunked_body_is_read(stack: Stack) -> None:
     payload = genai_request(spans=2).SerializeToString()
     connection = http.client.HTTPConnection("127.0.0.1", stack.http.port, timeout=10)

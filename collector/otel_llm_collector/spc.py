@@ -29,6 +29,7 @@ ARL0 vary from series to series (shorter when sigma is underestimated), so use a
 (the default) and more where false alarms are expensive. `relearn()` starts a new warm-up, e.g. after a
 change was accepted as the new normal.
 
+`make_chart("ewma", {"lambda": 0.1, "L": 2.7})` builds a chart from a rule file's detector settings.
 Every chart is plain data: `to_dict()` / `chart_from_dict()` round-trip its settings and state. Non-finite
 values (NaN from an empty window) are ignored. Charts are not thread-safe; one evaluator owns each.
 """
@@ -38,6 +39,7 @@ from __future__ import annotations
 import enum
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol, Self
 
@@ -50,6 +52,7 @@ __all__ = [
     "Signal",
     "WesternElectricChart",
     "chart_from_dict",
+    "make_chart",
 ]
 
 DEFAULT_WARMUP_POINTS: Final = 30
@@ -392,6 +395,27 @@ class CusumChart(_Chart):
 _KINDS: Final[dict[str, type[_Chart]]] = {
     cls.kind: cls for cls in (WesternElectricChart, EwmaChart, CusumChart)
 }
+
+
+_ALIASES: Final = {"lambda": "lam", "L": "limit"}
+
+
+def make_chart(
+    kind: str, settings: Mapping[str, Any] | None = None
+) -> WesternElectricChart | EwmaChart | CusumChart:
+    """A chart by kind (`western_electric`, `ewma`, `cusum`) and keyword settings, as a rule file names
+    them; `lambda` and `L` are accepted for the EWMA's `lam` and `limit`. Raises ValueError (naming the
+    setting) on an unknown kind, an unknown setting or a bad value."""
+    cls = _KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"kind: unknown chart {kind!r}; expected one of {sorted(_KINDS)}")
+    options = {_ALIASES.get(key, key): value for key, value in (settings or {}).items()}
+    try:
+        chart = cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"settings: {exc}") from None
+    assert isinstance(chart, WesternElectricChart | EwmaChart | CusumChart)
+    return chart
 
 
 def chart_from_dict(data: dict[str, Any]) -> WesternElectricChart | EwmaChart | CusumChart:

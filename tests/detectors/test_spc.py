@@ -17,6 +17,7 @@ from otel_llm_collector.spc import (
     Signal,
     WesternElectricChart,
     chart_from_dict,
+    make_chart,
 )
 
 ChartFactory = Callable[[], WesternElectricChart | EwmaChart | CusumChart]
@@ -270,6 +271,21 @@ def test_public_api_is_pinned() -> None:
         "Signal",
         "WesternElectricChart",
         "chart_from_dict",
+        "make_chart",
     ]
     for name in otel_llm_collector.spc.__all__:
         assert getattr(otel_llm_collector.spc, name) is not None
+
+
+def test_make_chart_takes_rule_file_settings() -> None:
+    ewma = make_chart("ewma", {"lambda": 0.1, "L": 2.7, "mean": 0.88, "sigma": 0.03})
+    assert isinstance(ewma, EwmaChart)
+    assert (ewma.lam, ewma.limit, ewma.mean) == (0.1, 2.7, 0.88)
+    assert isinstance(make_chart("cusum", {"h": 4.0}), CusumChart)
+    assert isinstance(make_chart("western_electric"), WesternElectricChart)
+    with pytest.raises(ValueError, match=r"^kind:"):
+        make_chart("shewhart")
+    with pytest.raises(ValueError, match=r"^settings:.*gamma"):
+        make_chart("ewma", {"gamma": 1})
+    with pytest.raises(ValueError, match=r"^lam:"):
+        make_chart("ewma", {"lambda": 2.0})

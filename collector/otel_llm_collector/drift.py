@@ -21,7 +21,8 @@ samples differ (p < `alpha`, 0.01 by default), and `INSUFFICIENT_DATA` below `mi
 either side. The test is chosen by the data:
 
 - continuous values: two-sample Kolmogorov-Smirnov, asymptotic p-value with Stephens' small-sample
-  correction (accurate to a few percent from about 20 values a side; ties make it conservative);
+  correction (used from `min_samples` values a side, where it is close to the exact test; ties make it
+  conservative);
 - categories, and numeric values with at most `max_discrete_values` (10) distinct reference values:
   chi-square on the 2 x K table. Categories expected fewer than 5 times on a side are pooled first, the
   usual validity condition of the chi-square approximation.

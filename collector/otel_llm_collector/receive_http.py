@@ -1,4 +1,4 @@
-"""OTLP over HTTP: ``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics``, protobuf or JSON, optionally gzip.
+"""OTLP over HTTP: ``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics``, protobuf or JSON, gzip or deflate.
 
 Answers follow the OTLP/HTTP specification and always use the request's content type (protobuf or JSON):
 
@@ -39,9 +39,13 @@ class _TooLarge(Exception):
     pass
 
 
-def decompress_capped(body: bytes, limit: int) -> bytes:
-    """Inflate a gzip body, refusing (``_TooLarge``) as soon as the output would exceed ``limit``."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""``deflate`` is the zlib format (RFC 1950), what the OpenTelemetry Python HTTP exporter sends."""
+
+
+def decompress_capped(body: bytes, limit: int, encoding: str = "gzip") -> bytes:
+    """Inflate a gzip or deflate body, refusing (``_TooLarge``) once the output would exceed ``limit``."""
+    inflater = zlib.decompressobj(wbits=_WBITS[encoding])
     out = inflater.decompress(body, limit + 1)
     if len(out) > limit:
         raise _TooLarge
@@ -128,9 +132,9 @@ def _export_handler(signal: Signal, receiver: Receiver, limit: int, retry_after:
             )
         encoding = request.header("content-encoding", "identity").strip().lower()
         body = request.body
-        if encoding == "gzip":
+        if encoding in _WBITS:
             try:
-                body = decompress_capped(body, limit)
+                body = decompress_capped(body, limit, encoding)
             except _TooLarge:
                 receiver.too_large(signal)
                 return _status_response(
@@ -140,7 +144,7 @@ def _export_handler(signal: Signal, receiver: Receiver, limit: int, retry_after:
                     answer_media,
                 )
             except zlib.error as exc:
-                outcome = receiver.invalid(signal, f"invalid gzip body: {exc}")
+                outcome = receiver.invalid(signal, f"invalid {encoding} body: {exc}")
                 return _status_response(400, code_pb2.INVALID_ARGUMENT, outcome.message, answer_media)
         elif encoding not in ("identity", ""):
             return _status_response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -56,7 +57,7 @@ def _status(body: bytes) -> status_pb2.Status:
     return status_pb2.Status.FromString(body)
 
 
-@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
+@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip, Compression.Deflate])
 def test_real_http_exporter_delivers(stack: Stack, compression: Compression) -> None:
     recorder = SpanRecorder(service="checkout")
     for i in range(4):
@@ -133,8 +134,18 @@ def test_empty_request_is_success(stack: Stack) -> None:
         (b"{not json", JSON),
         (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}', JSON),
         (b"\x1f\x8b\x08 broken gzip", {**PROTOBUF, "Content-Encoding": "gzip"}),
+        (gzip.compress(b"x" * 100)[:-12], {**PROTOBUF, "Content-Encoding": "gzip"}),
+        (b"not zlib", {**PROTOBUF, "Content-Encoding": "deflate"}),
     ],
-    ids=["malformed", "truncated", "bad-json", "non-hex-id", "broken-gzip"],
+    ids=[
+        "malformed",
+        "truncated",
+        "bad-json",
+        "non-hex-id",
+        "broken-gzip",
+        "truncated-gzip",
+        "broken-deflate",
+    ],
 )
 def test_bad_bodies_are_400_with_status(stack: Stack, body: bytes, headers: dict[str, str]) -> None:
     status, response_headers, response = _post(stack, "/v1/traces", body, headers)
@@ -233,6 +244,27 @@ def test_shedding_json_request_gets_a_json_status_with_retry_info() -> None:
             "retryDelay": "0.500s",
         }
         stack.sink.gate.set()
+
+
+def test_real_http_exporter_honours_retry_after_and_nothing_is_lost() -> None:
+    with receive_stack(queue_max_batches=1, retry_after_seconds=0.5) as stack:
+        stack.sink.gate.clear()
+        filler = genai_request(spans=1).SerializeToString()
+        assert _post(stack, "/v1/traces", filler, PROTOBUF)[0] == 200
+        assert _post(stack, "/v1/traces", filler, PROTOBUF)[0] == 200  # the queue is full now
+        recorder = SpanRecorder(service="checkout")
+        recorder.genai_span(start_ns=T0_NS, end_ns=T0_NS + 10**8)
+        exporter = OTLPSpanExporter(endpoint=f"{stack.http_base}/v1/traces", timeout=20)
+        opener = threading.Timer(1.5, stack.sink.gate.set)
+        opener.start()
+        try:
+            result = exporter.export(recorder.exporter.get_finished_spans())
+        finally:
+            opener.join()
+            exporter.shutdown()
+        assert result is SpanExportResult.SUCCESS
+        assert stack.counters.get("traces_requests_shed_total") >= 1
+        assert stack.sink.wait_calls(3)
 
 
 def test_chunked_body_is_read(stack: Stack) -> None:

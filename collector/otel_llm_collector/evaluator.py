@@ -1,58 +1,30 @@
 """Builds the rule evaluator the collector and replay use: a rule set plus the statistical detectors.
 
-Detector rules name a kind (`detector: {kind: ewma, metric: ..., direction: down, params: {...}}`):
-
-| kind | detector | params (defaults) |
-|---|---|---|
-| `ewma` | EWMA chart (`spc.EwmaChart`) | `lambda` 0.2, `L` 2.86, `warmup_points` |
-| `cusum` | tabular CUSUM (`spc.CusumChart`) | `k` 0.5, `h` 5.0, `warmup_points` |
-| `western_electric` | Shewhart chart, four zone rules (`spc.WesternElectricChart`) | `warmup_points` |
-
-Each (rule, series) gets its own chart, fed one completed baseline period (5 minutes) at a time.
+Detector rules name a chart kind (`detector: {kind: ewma, metric: ..., direction: down, params: {...}}`):
+`ewma` (EWMA chart: `lambda` 0.2, `L` 2.86), `cusum` (tabular CUSUM: `k` 0.5, `h` 5.0) or
+`western_electric` (Shewhart chart with the four zone rules); all take `warmup_points`. See `spc` for each
+chart's false-alarm rate and detection delay. Each (rule, series) gets its own chart, fed one completed
+baseline period (5 minutes) at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
 from otel_llm_collector.alerts import ChartDetector, Detector, DetectorFactory, RuleEvaluator
 from otel_llm_collector.rules import DetectorSpec, RuleSet
-from otel_llm_collector.spc import CusumChart, EwmaChart, WesternElectricChart
+from otel_llm_collector.spc import make_chart
 
-_RENAMES: Final = {"lambda": "lam", "L": "limit"}
-
-
-def _params(spec: DetectorSpec, allowed: frozenset[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for key, value in spec.params.items():
-        name = _RENAMES.get(key, key)
-        if name not in allowed:
-            raise ValueError(f"detector {spec.kind}: unknown parameter {key!r}")
-        params[name] = int(value) if name == "warmup_points" else value
-    return params
+CHART_KINDS: Final = ("ewma", "cusum", "western_electric")
 
 
-def _ewma(spec: DetectorSpec) -> Detector:
-    return ChartDetector(
-        EwmaChart(**_params(spec, frozenset({"lam", "limit", "warmup_points"}))), spec.direction
-    )
+def _detector(spec: DetectorSpec) -> Detector:
+    # Rule files carry numbers as floats; counts are integers to the charts.
+    settings = {k: int(v) if k == "warmup_points" else v for k, v in spec.params.items()}
+    return ChartDetector(make_chart(spec.kind, settings), spec.direction)
 
 
-def _cusum(spec: DetectorSpec) -> Detector:
-    return ChartDetector(CusumChart(**_params(spec, frozenset({"k", "h", "warmup_points"}))), spec.direction)
-
-
-def _western_electric(spec: DetectorSpec) -> Detector:
-    chart = WesternElectricChart(**_params(spec, frozenset({"warmup_points"})))
-    return ChartDetector(chart, spec.direction)
-
-
-DETECTORS: Final[Mapping[str, DetectorFactory]] = {
-    "ewma": _ewma,
-    "cusum": _cusum,
-    "western_electric": _western_electric,
-}
+DETECTORS: Final[dict[str, DetectorFactory]] = dict.fromkeys(CHART_KINDS, _detector)
 
 
 def build_evaluator(rules: RuleSet) -> RuleEvaluator:

@@ -251,7 +251,7 @@ def blind_spot(*, seed: int = 7) -> Scenario:
             base,
             replace(base, start_ns=at(10, 12), faithfulness=constant(0.55), service_version="1.1.0"),
         ),
-        end_ns=at(11, 0),
+        end_ns=at(12, 0),
         seed=seed,
         expectations={"deployment_ns": at(10, 12), "fire_by_ns": at(10, 22), "pages": 1},
     )

@@ -62,11 +62,27 @@ def operation_for(api: ApiKind) -> str:
     return _OPERATION[api]
 
 
+_provider_cache: dict[tuple[str, str, bool], str] = {}
+
+
 def provider_for(api: ApiKind, host: str, path: bytes) -> str:
+    """The `gen_ai.provider.name` of a request (memoised per host: this runs on every call)."""
+    azure_path = b"/openai/deployments/" in path
+    key = (api, host, azure_path)
+    found = _provider_cache.get(key)
+    if found is None:
+        found = _provider(api, host, azure_path)
+        if len(_provider_cache) > 1024:
+            _provider_cache.clear()
+        _provider_cache[key] = found
+    return found
+
+
+def _provider(api: ApiKind, host: str, azure_path: bool) -> str:
     for suffix, provider in _PROVIDER_BY_HOST_SUFFIX:
         if host.endswith(suffix):
             return provider
-    if b"/openai/deployments/" in path:
+    if azure_path:
         return "azure.ai.openai"
     return "anthropic" if api == "anthropic.messages" else "openai"
 

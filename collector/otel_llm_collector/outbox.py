@@ -175,6 +175,9 @@ class Outbox:
         self._clock = clock
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        """Guards the connection; never held during a send."""
+        self._stats_lock = threading.Lock()
+        """Guards the totals and the random generator; taken inside `_lock` sometimes, never around it."""
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -384,7 +387,7 @@ class Outbox:
             s.retry_max_interval_seconds,
             s.retry_initial_interval_seconds * s.retry_multiplier ** (attempts - 1),
         )
-        with self._lock:
+        with self._stats_lock:
             factor = 1.0 + s.retry_jitter_ratio * (2.0 * self._rng.random() - 1.0)
         return base * factor
 
@@ -459,11 +462,11 @@ class Outbox:
     def totals(self) -> dict[tuple[str, str], int]:
         """Since this process started: (target, event) -> count; events are enqueued, delivered, retried,
         failed (rejected by the target), dead_lettered (rejected or aged out), expired (superseded)."""
-        with self._lock:
+        with self._stats_lock:
             return dict(self._totals)
 
     def _count(self, target: str, event: str) -> None:
-        with self._lock:
+        with self._stats_lock:
             self._totals[(target, event)] = self._totals.get((target, event), 0) + 1
 
     def register_metrics(self, counters: Counters) -> None:
@@ -477,7 +480,7 @@ class Outbox:
             counters.gauge(f"notifications_oldest_age_seconds{label}", partial(self._queue_gauge, target, 1))
 
     def _total(self, target: str, event: str) -> float:
-        with self._lock:
+        with self._stats_lock:
             return float(self._totals.get((target, event), 0))
 
     def _queue_gauge(self, target: str, index: int) -> float:

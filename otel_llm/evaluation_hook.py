@@ -20,6 +20,7 @@ from typing import Any
 from otel_llm.call import LLMCall, add_completion_hook, remove_completion_hook
 from otel_llm.evaluation_worker import EvaluationWorker
 from otel_llm.evaluators import EvaluationInput, Evaluator, groundedness, refusal
+from otel_llm.finisher import finisher
 from otel_llm.wire import ResponseInfo
 
 _log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def enable_evaluation(
 def disable_evaluation(timeout_seconds: float = 5.0) -> None:
     """Stop evaluating; what is queued is drained within `timeout_seconds`."""
     global _worker
+    finisher.flush(timeout_seconds)  # calls already ended still reach the evaluators
     remove_completion_hook(_on_call_end)
     worker, _worker = _worker, None
     if worker is not None:

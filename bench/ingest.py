@@ -324,6 +324,7 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--client-threads", type=int, default=8)
     parser.add_argument("--grpc-max-workers", type=int, default=8, help="the collector's gRPC thread pool")
+    parser.add_argument("--no-wal", action="store_true", help="run the collector without its write-ahead log")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the single-process collector (needs py-spy)"
     )
@@ -338,6 +339,7 @@ def main() -> None:
         "queue_max_batches: 64\nretry_after_seconds: 0.02\n"
         f"snapshot_interval_seconds: {args.snapshot_seconds}\n"
         f"max_series: {max(args.series, 1000) + 100}\ngrpc_max_workers: {args.grpc_max_workers}\n"
+        f"write_ahead_log: {'false' if args.no_wal else 'true'}\n"
     )
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; work dir {work}")
     payloads = build_requests(16, 50, time.time_ns() - 120 * 10**9)

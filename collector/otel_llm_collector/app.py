@@ -17,21 +17,24 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from otel_llm_collector import exposition
 from otel_llm_collector.config import CollectorSettings, parse_endpoint
+from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.decode import decode_logs, decode_traces
 from otel_llm_collector.forward import Forwarder
 from otel_llm_collector.httpserver import HttpServer
-from otel_llm_collector.ingest import IngestQueue
+from otel_llm_collector.ingest import SNAPSHOT_WAL_KEY, IngestQueue
 from otel_llm_collector.receive_grpc import GrpcReceiver
 from otel_llm_collector.receive_http import add_otlp_routes, too_large_response
-from otel_llm_collector.receiver import Receiver
+from otel_llm_collector.receiver import Receiver, Signal
 from otel_llm_collector.router import HttpError, Request, Response, Router
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.store import StateStore
+from otel_llm_collector.wal import WriteAheadLog
 from otel_llm_collector.windows import WINDOW_NAMES, WindowEngine
 
 __all__ = ["App", "run"]
@@ -49,7 +52,8 @@ class App:
         self.ready = False
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(settings.state_dir)
-        self.engine = self._restore_engine()
+        self.wal = WriteAheadLog(settings.state_dir / "wal") if settings.write_ahead_log else None
+        self.engine, applied_seq = self._restore_engine()
         self.ingest = IngestQueue(
             self.engine,
             max_batches=settings.queue_max_batches,
@@ -57,6 +61,8 @@ class App:
             save_snapshot=self._save_snapshot,
             snapshot_interval_seconds=settings.snapshot_interval_seconds,
             idle_watermark_interval_seconds=settings.idle_watermark_interval_seconds,
+            wal=self.wal,
+            applied_seq=applied_seq,
         )
         self.forwarder = Forwarder(settings.forward, self.counters)
         self.receiver = Receiver(
@@ -73,12 +79,15 @@ class App:
         self._http: HttpServer | None = None
         self._stopped = threading.Event()
 
-    def _restore_engine(self) -> WindowEngine:
+    def _restore_engine(self) -> tuple[WindowEngine, int]:
+        """The engine from the last snapshot plus the logged requests it lacks; and the last log record."""
         settings = self.settings
         options: dict[str, Any] = {
             "max_series": settings.max_series,
             "allowed_lateness_seconds": settings.allowed_lateness_seconds,
         }
+        engine: WindowEngine | None = None
+        covered = 0
         saved = self.store.load_snapshot()
         if saved is not None:
             try:
@@ -88,9 +97,32 @@ class App:
                     "the window snapshot in %s cannot be restored; starting empty", settings.state_dir
                 )
             else:
+                covered = int(saved[1].get(SNAPSHOT_WAL_KEY, 0))
                 _logger.info("restored %d series from %s", len(engine), settings.state_dir)
-                return engine
-        return WindowEngine(**options)
+        if engine is None:
+            engine = WindowEngine(**options)
+        return engine, self._replay(engine, covered)
+
+    def _replay(self, engine: WindowEngine, after_seq: int) -> int:
+        """Apply the logged requests newer than the snapshot; returns the last sequence number seen."""
+        if self.wal is None:
+            return after_seq
+        last, replayed = after_seq, 0
+        decoders: dict[Signal, Callable[[Any], DecodeResult]] = {
+            Signal.TRACES: decode_traces,
+            Signal.LOGS: decode_logs,
+        }
+        for seq, code, payload in self.wal.replay(after_seq):
+            signal = Signal.from_code(code)
+            try:
+                engine.apply(decoders[signal](signal.request_type.FromString(payload)))
+            except Exception:
+                _logger.exception("skipping write-ahead log record %d: it cannot be applied", seq)
+            last, replayed = seq, replayed + 1
+        if replayed:
+            _logger.info("replayed %d request(s) from the write-ahead log", replayed)
+        self.counters.add("wal_replayed_requests_total", replayed)
+        return last
 
     def _save_snapshot(self, data: dict[str, Any]) -> None:
         self.store.save_snapshot(data, saved_at_ns=time.time_ns())
@@ -165,6 +197,8 @@ class App:
         if self._http is not None:
             self._http.stop()
         self.store.close()
+        if self.wal is not None:
+            self.wal.close()
 
     # -- admin endpoints -------------------------------------------------------------------------------
 

@@ -93,6 +93,8 @@ class CollectorSettings(BaseModel):
     max_series: int = Field(default=10_000, ge=1)
     allowed_lateness_seconds: float = Field(default=300.0, ge=0)
     snapshot_interval_seconds: float = Field(default=30.0, gt=0)
+    write_ahead_log: bool = True
+    """Log accepted GenAI requests in ``<state_dir>/wal`` so that a kill loses nothing acknowledged."""
     idle_watermark_interval_seconds: float = Field(default=1.0, gt=0)
     """How often wall-clock time advances the watermark while no data arrives."""
     grpc_max_workers: int = Field(default=8, ge=1)

@@ -13,12 +13,12 @@ engine is not thread-safe, so this part stalls ingest) and hands the result to a
 slow part, serialising and writing it, overlaps ingest. A snapshot that comes due while the previous one
 is still being written is skipped, not queued: only the newest matters.
 
-What a crash loses: graceful shutdown (SIGTERM, SIGINT) loses nothing. A SIGKILL, an OOM kill or a power
-loss loses the window contributions of records acknowledged since the last snapshot (at most one snapshot
-interval, 30 s by default, plus what was still queued). There is deliberately no write-ahead log: at the
-target rate (100k spans/s) logging accepted requests costs about as much as ingest itself, and the data
-lost is window statistics, not the spans, which the forward targets still receive. Shorten
-``snapshot_interval_seconds`` to shrink the window of loss.
+What a crash loses. Graceful shutdown (SIGTERM, SIGINT) loses nothing. With a write-ahead log (the app
+always gives one, in ``<state_dir>/wal``), each accepted request that carries GenAI records is appended to
+it before ``offer`` returns True, and the snapshot records the last sequence number it covers
+(``SNAPSHOT_WAL_KEY``); a restart replays the newer records, so a SIGKILL or an OOM kill loses nothing
+acknowledged either. Only a power loss or kernel crash can lose the log's tail (it is not fsynced; see
+`otel_llm_collector.wal`). Without a log, a kill loses what was acknowledged since the last snapshot.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ from typing import Any, Protocol
 
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.selfmetrics import Counters
+from otel_llm_collector.wal import WriteAheadLog
 
-__all__ = ["IngestQueue", "WindowSink"]
+__all__ = ["SNAPSHOT_WAL_KEY", "IngestQueue", "WindowSink"]
+
+SNAPSHOT_WAL_KEY = "ingest_wal_seq"
+"""The key, added to the engine's snapshot dict, holding the last write-ahead log record it includes."""
 
 _logger = logging.getLogger(__name__)
 _STOP = object()
@@ -62,8 +66,13 @@ class IngestQueue:
         snapshot_interval_seconds: float = 30.0,
         idle_watermark_interval_seconds: float = 1.0,
         wall_clock_ns: Callable[[], int] = time.time_ns,
+        wal: WriteAheadLog | None = None,
+        applied_seq: int = 0,
     ) -> None:
+        """``wal``: where accepted requests are logged; ``applied_seq``: its last record in ``engine``."""
         self.engine = engine
+        self._wal = wal
+        self._applied_seq = applied_seq
         self.engine_lock = threading.Lock()
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max_batches)
         self._counters = counters
@@ -85,20 +94,29 @@ class IngestQueue:
         self._thread = threading.Thread(target=self._run, name="otel-llm-windows", daemon=True)
         self._thread.start()
 
-    def offer(self, result: DecodeResult) -> bool:
-        """Queue a decoded request; False when full (or stopped): the caller must shed load, not ack."""
+    def offer(self, result: DecodeResult, signal: int = 0, payload: bytes | None = None) -> bool:
+        """Queue a decoded request; False when full (or stopped): the caller must shed load, not ack.
+
+        ``signal`` and ``payload`` (the request's protobuf bytes) go to the write-ahead log, when there is
+        one, before the request is queued.
+        """
         if not result.calls and not result.evaluations:
             return self._accepting  # Nothing for the windows; acknowledging it loses nothing.
-        # The lock orders offers against `stop`: nothing can be queued behind the stop marker, where it
-        # would be acknowledged but never applied.
+        # The lock orders offers against `stop` (nothing is queued behind the stop marker, where it would be
+        # acknowledged but never applied) and keeps log order equal to queue order.
         with self._offer_lock:
             if not self._accepting:
                 return False
-            try:
-                self._queue.put_nowait(result)
-            except queue.Full:
-                pass
-            else:
+            if not self._queue.full():  # only offers put, under this lock: the put cannot fail now
+                seq = 0
+                if self._wal is not None and payload is not None:
+                    try:
+                        seq = self._wal.append(signal, payload)
+                    except OSError:
+                        _logger.exception("the write-ahead log refused a request; shedding it")
+                        self._counters.add("wal_failures_total")
+                        return False
+                self._queue.put_nowait((seq, result))
                 return True
         self._counters.add_many(
             {"ingest_shed_batches_total": 1, "ingest_shed_spans_total": result.spans_seen}
@@ -123,9 +141,7 @@ class IngestQueue:
         """Save the engine's state now; False (logged, counted) when saving failed or there is no store."""
         if self._save_snapshot is None:
             return False
-        with self.engine_lock:
-            state = self.engine.snapshot()
-        return self._save(state)
+        return self._save(*self._capture())
 
     def _snapshot_in_background(self) -> None:
         if self._save_snapshot is None:
@@ -133,14 +149,24 @@ class IngestQueue:
         if self._saver is not None and self._saver.is_alive():
             self._counters.add("snapshots_skipped_total")
             return
-        with self.engine_lock:
-            state = self.engine.snapshot()
+        state, seq = self._capture()
         self._saver = threading.Thread(
-            target=self._save, args=(state,), name="otel-llm-snapshot", daemon=True
+            target=self._save, args=(state, seq), name="otel-llm-snapshot", daemon=True
         )
         self._saver.start()
 
-    def _save(self, state: dict[str, Any]) -> bool:
+    def _capture(self) -> tuple[dict[str, Any], int]:
+        """The engine's state and the last log record it includes; later records go to a new segment."""
+        with self.engine_lock:
+            state = self.engine.snapshot()
+            seq = self._applied_seq
+        state[SNAPSHOT_WAL_KEY] = seq
+        if self._wal is not None:
+            with self._offer_lock:
+                self._wal.rotate()
+        return state, seq
+
+    def _save(self, state: dict[str, Any], seq: int) -> bool:
         assert self._save_snapshot is not None
         try:
             self._save_snapshot(state)
@@ -148,6 +174,9 @@ class IngestQueue:
             _logger.exception("saving the window snapshot failed")
             self._counters.add("snapshot_failures_total")
             return False
+        if self._wal is not None:
+            with self._offer_lock:
+                self._wal.truncate_through(seq)
         self._counters.add("snapshots_total")
         with self._snapshots_done:
             self.snapshots_taken += 1
@@ -170,8 +199,11 @@ class IngestQueue:
                 return
             try:
                 with self.engine_lock:
-                    if isinstance(item, DecodeResult):
-                        self.engine.apply(item)
+                    if isinstance(item, tuple):
+                        seq, result = item
+                        if seq:
+                            self._applied_seq = seq
+                        self.engine.apply(result)
                     else:
                         self.engine.advance_watermark(self._wall_clock_ns())
             except Exception:
@@ -179,7 +211,7 @@ class IngestQueue:
                 _logger.exception("applying a batch to the windows failed")
                 self._counters.add("ingest_apply_failures_total")
             else:
-                if isinstance(item, DecodeResult):
+                if item is not None:
                     self._counters.add("ingest_applied_batches_total")
             if time.monotonic() >= next_snapshot:
                 self._snapshot_in_background()

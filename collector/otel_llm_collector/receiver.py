@@ -39,12 +39,25 @@ class Signal(enum.Enum):
     def request_type(self) -> type[Any]:
         return _REQUEST_TYPES[self]
 
+    @property
+    def code(self) -> int:
+        """A stable small number for the write-ahead log."""
+        return _CODES[self]
+
+    @classmethod
+    def from_code(cls, code: int) -> Signal:
+        return _SIGNALS_BY_CODE[code]
+
 
 _REQUEST_TYPES: dict[Signal, type[Any]] = {
     Signal.TRACES: ExportTraceServiceRequest,
     Signal.LOGS: ExportLogsServiceRequest,
     Signal.METRICS: ExportMetricsServiceRequest,
 }
+
+
+_CODES = {Signal.TRACES: 1, Signal.LOGS: 2, Signal.METRICS: 3}
+_SIGNALS_BY_CODE = {code: signal for signal, code in _CODES.items()}
 
 
 class Verdict(enum.Enum):
@@ -70,6 +83,8 @@ class Forwarder(Protocol):
 
 
 Decoder = Callable[[Any], DecodeResult]
+Offer = Callable[[DecodeResult, int, "bytes | None"], bool]
+"""`IngestQueue.offer`: the decoded result, the signal's code and the request's protobuf bytes."""
 
 
 def _count_metric_points(request: ExportMetricsServiceRequest) -> int:
@@ -82,7 +97,7 @@ class Receiver:
     def __init__(
         self,
         *,
-        offer: Callable[[DecodeResult], bool],
+        offer: Offer,
         counters: Counters,
         decode_traces: Decoder,
         decode_logs: Decoder,
@@ -117,7 +132,9 @@ class Receiver:
             # client is concerned (retrying the same bytes would fail the same way).
             _logger.debug("decode failed", exc_info=True)
             return self.invalid(signal, f"cannot decode request: {exc}")
-        if not self._offer(result):
+        if (result.calls or result.evaluations) and payload is None:
+            payload = request.SerializeToString()  # an OTLP/JSON request: logged and forwarded as protobuf
+        if not self._offer(result, signal.code, payload):
             counters.add(f"{signal.value}_requests_shed_total")
             _shed_log.warning("shed", "ingest queue full: shedding load (clients are told to retry)")
             return Outcome(Verdict.SHED, message="ingest queue full, retry later")

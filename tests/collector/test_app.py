@@ -239,6 +239,37 @@ def test_sigkill_after_a_snapshot_restores_the_windows(tmp_path: Path, collector
 
 
 @pytest.mark.slow
+def test_sigkill_loses_nothing_acknowledged_thanks_to_the_log(
+    tmp_path: Path, collectors: list[_Collector]
+) -> None:
+    first = _Collector(tmp_path, "--snapshot-interval-seconds=0.3")
+    collectors.append(first)
+    _send_grpc(first.grpc, 5)
+    assert _wait(lambda: first.metric("otel_llm_collector_snapshots_total") >= 2)
+    _send_grpc(first.grpc, 4)  # acknowledged; perhaps in no snapshot yet
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=10)
+    second = _Collector(tmp_path, "--snapshot-interval-seconds=3600")
+    collectors.append(second)
+    assert _series_count(second.http) == 9
+    # Segments a saved snapshot covers are gone: the log does not grow without bound.
+    assert 1 <= len(list((tmp_path / "wal").glob("wal-*.log"))) <= 3
+
+
+@pytest.mark.slow
+def test_sigkill_before_any_snapshot_replays_the_log(tmp_path: Path, collectors: list[_Collector]) -> None:
+    first = _Collector(tmp_path, "--snapshot-interval-seconds=3600")
+    collectors.append(first)
+    _send_grpc(first.grpc, 6)
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=10)
+    second = _Collector(tmp_path, "--snapshot-interval-seconds=3600")
+    collectors.append(second)
+    assert _series_count(second.http) == 6
+    assert second.metric("otel_llm_collector_wal_replayed_requests_total") == 1
+
+
+@pytest.mark.slow
 def test_sigterm_drains_and_exits_zero(tmp_path: Path, collectors: list[_Collector]) -> None:
     first = _Collector(tmp_path, "--snapshot-interval-seconds=3600")
     collectors.append(first)

@@ -57,7 +57,7 @@ def test_stop_applies_everything_acknowledged_before_the_final_snapshot() -> Non
     sink.gate.set()
     queue.stop()
     assert sink.calls() == 150
-    assert saved[-1] == {"calls": 150}
+    assert saved[-1]["calls"] == 150
     assert not queue.offer(_batch())  # stopped: the caller must not acknowledge
 
 

@@ -190,7 +190,6 @@ class _Target:
 
     def _count_drop(self, count: int, why: str) -> None:
         self._counters.add(f"forward_dropped_requests_total{{{self._label}}}", count)
-        self._counters.add("forward_dropped_requests_total", count)
         _drop_log.warning(self.name, "forward target %s: dropped %d request(s): %s", self.name, count, why)
 
     def _run(self) -> None:
@@ -217,10 +216,8 @@ class _Target:
             result = self._sender.send(signal, payload)
             if result.ok:
                 self._counters.add(f"forward_sent_requests_total{{{self._label}}}")
-                self._counters.add("forward_sent_requests_total")
                 return
             self._counters.add(f"forward_failed_attempts_total{{{self._label}}}")
-            self._counters.add("forward_failed_attempts_total")
             if not result.retryable:
                 self._count_drop(1, f"not retryable: {result.error}")
                 return

@@ -2,8 +2,8 @@
 
 A single lock-protected mapping of counter name to value: increments happen once per request or batch,
 not per span, so the lock costs nothing measurable. Names are the Prometheus sample names without the
-``otel_llm_collector_`` prefix the exposition adds; gauges (queue depths) are read through callbacks at
-scrape time so they are never stale.
+``otel_llm_collector_`` prefix the exposition adds, labels included (``name{target="x"}``). Gauges (queue
+depths) are read through callbacks at scrape time so they are never stale.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ class Counters:
             read = self._gauges.get(name)
             value = self._values.get(name, 0)
         return read() if read is not None else value
+
+    def total(self, family: str) -> float:
+        """The sum over a family's samples: ``family`` itself and every ``family{labels}``."""
+        prefix = family + "{"
+        with self._lock:
+            return sum(v for k, v in self._values.items() if k == family or k.startswith(prefix))
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:

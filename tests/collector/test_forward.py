@@ -61,7 +61,7 @@ def test_every_span_reaches_the_grpc_target_unchanged() -> None:
             assert _wait(lambda: downstream.counters.get("spans_received_total") == 4)
             assert downstream.sink.wait_calls(3)
             assert upstream.counters.get("spans_received_total") == 4
-            assert _wait(lambda: upstream.counters.get("forward_sent_requests_total") == 1)
+            assert _wait(lambda: upstream.counters.total("forward_sent_requests_total") == 1)
 
 
 def test_http_target_receives_json_requests_as_protobuf() -> None:
@@ -78,7 +78,7 @@ def test_http_target_receives_json_requests_as_protobuf() -> None:
             forwarder.stop(2.0)
         assert downstream.counters.get("spans_received_total") == 4
         assert downstream.counters.get("logs_requests_total") == 1
-        assert counters.get("forward_sent_requests_total") == 2
+        assert counters.total("forward_sent_requests_total") == 2
 
 
 def test_target_down_then_back_receives_everything() -> None:
@@ -90,12 +90,12 @@ def test_target_down_then_back_receives_everything() -> None:
                 channel.unary_unary(TRACE_EXPORT)(
                     genai_request(spans=2, seed=seed).SerializeToString(), timeout=10
                 )
-        assert _wait(lambda: upstream.counters.get("forward_failed_attempts_total") >= 2)
-        assert upstream.counters.get("forward_sent_requests_total") == 0
+        assert _wait(lambda: upstream.counters.total("forward_failed_attempts_total") >= 2)
+        assert upstream.counters.total("forward_sent_requests_total") == 0
         with receive_stack(grpc_endpoint=f"127.0.0.1:{port}") as downstream:
             assert _wait(lambda: downstream.counters.get("spans_received_total") == 6)
-            assert _wait(lambda: upstream.counters.get("forward_sent_requests_total") == 3)
-        assert upstream.counters.get("forward_dropped_requests_total") == 0
+            assert _wait(lambda: upstream.counters.total("forward_sent_requests_total") == 3)
+        assert upstream.counters.total("forward_dropped_requests_total") == 0
 
 
 def test_dead_target_never_stalls_ingest_and_drops_are_counted(caplog: pytest.LogCaptureFixture) -> None:
@@ -111,7 +111,7 @@ def test_dead_target_never_stalls_ingest_and_drops_are_counted(caplog: pytest.Lo
         assert time.monotonic() - started < 5.0
         assert upstream.sink.wait_calls(16)
         # One request is held by the retrying sender, two wait in the queue: five were dropped.
-        assert _wait(lambda: upstream.counters.get("forward_dropped_requests_total") == 5)
+        assert _wait(lambda: upstream.counters.total("forward_dropped_requests_total") == 5)
         assert upstream.counters.get(f'forward_dropped_requests_total{{target="0:{target.endpoint}"}}') == 5
     drops = [r for r in caplog.records if "dropped" in r.getMessage() and target.endpoint in r.getMessage()]
     assert len(drops) == 1  # counted every time, logged once a minute
@@ -125,8 +125,8 @@ def test_retries_give_up_after_max_elapsed() -> None:
     forwarder.start()
     try:
         forwarder.submit(Signal.TRACES, b"")
-        assert _wait(lambda: counters.get("forward_dropped_requests_total") == 1)
-        assert counters.get("forward_failed_attempts_total") >= 2
+        assert _wait(lambda: counters.total("forward_dropped_requests_total") == 1)
+        assert counters.total("forward_failed_attempts_total") >= 2
     finally:
         forwarder.stop(1.0)
 
@@ -172,8 +172,8 @@ def test_non_retryable_answer_drops_at_once() -> None:
     forwarder.start()
     try:
         forwarder.submit(Signal.TRACES, b"")
-        assert _wait(lambda: counters.get("forward_dropped_requests_total") == 1)
-        assert counters.get("forward_failed_attempts_total") == 1
+        assert _wait(lambda: counters.total("forward_dropped_requests_total") == 1)
+        assert counters.total("forward_failed_attempts_total") == 1
     finally:
         forwarder.stop(1.0)
         downstream.stop()

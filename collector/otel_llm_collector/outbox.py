@@ -15,8 +15,9 @@ Storage. Two tables of our own (``outbox``, ``outbox_dead_letters``) in the coll
 (`store.DATABASE_FILE`, WAL journal), through a connection of our own. ``synchronous=FULL`` by default:
 `enqueue` returns after the commit is fsynced, so an accepted notification survives a power loss as well
 as SIGKILL. Notifications are rare (a few a minute at worst), so the fsync per enqueue costs nothing that
-matters (about a millisecond on an SSD; see the tests' timing), and "accepted" then means what it says.
-``NORMAL`` would survive SIGKILL but could lose the last commits on power loss.
+matters (measured on an ext4 virtual disk: 0.34 ms median per enqueue with FULL, 0.08 ms with NORMAL), and
+"accepted" then means what it says. ``NORMAL`` would survive SIGKILL but could lose the last commits on
+power loss.
 
 Delivery. `deliver_due(now)` sends the items that are due, in order per (target, alert group): the head
 of a group blocks the items behind it, so a PagerDuty ``resolve`` never overtakes its ``trigger``. Each

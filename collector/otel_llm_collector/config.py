@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from otel_llm_collector.notify_config import NotifySettings
+
 __all__ = ["CollectorSettings", "ConfigError", "ForwardTarget", "load_settings", "parse_endpoint"]
 
 MIB = 1024 * 1024
@@ -104,6 +106,10 @@ class CollectorSettings(BaseModel):
     rules_file: Path | None = None
     """Quality rules (YAML, see `otel-llm rules check`); the shipped default rule set when unset."""
     rules_enabled: bool = True
+    notify: NotifySettings = NotifySettings()
+    """Notification targets (Alertmanager, Slack, PagerDuty, webhooks), the outbox, the resend policy."""
+    api_token_env: str = "OTEL_LLM_API_TOKEN"
+    """The environment variable holding the bearer token that API changes need (never the token itself)."""
 
     @field_validator("otlp_grpc_endpoint", "otlp_http_endpoint", "http_endpoint")
     @classmethod

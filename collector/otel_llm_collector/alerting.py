@@ -1,0 +1,108 @@
+"""The live collector's alerting: rules on the pipeline, alert log and API, notifications through the outbox.
+
+    alerting = Alerting(settings, state_dir, counters)
+    sink = alerting.pipeline(engine)            # the ingest worker's WindowSink
+    alerting.register_routes(router, lock)      # /api/v1/alerts, /api/v1/deployments
+    alerting.start(); ...; alerting.stop()
+
+Alert transitions come from the pipeline on the ingest worker's thread. Firing and resolved ones that are
+not inhibited become `notify.Alert`s, routed (chat/page/webhook once per group transition, Alertmanager
+with its resend lease) and enqueued in the durable outbox before the worker moves on: a notification the
+collector decided to send survives a crash. The outbox's own threads deliver them. Alertmanager re-sends
+are ticked on the pipeline's event time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from otel_llm_collector import alert_api
+from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.config import CollectorSettings
+from otel_llm_collector.evaluator import build_evaluator
+from otel_llm_collector.notify import Alert
+from otel_llm_collector.notify_route import Router as NotifyRouter
+from otel_llm_collector.outbox import Outbox, OutboxWorker, outbox_path
+from otel_llm_collector.pipeline import Pipeline
+from otel_llm_collector.router import Router
+from otel_llm_collector.rules import load_default_rules, load_rules
+from otel_llm_collector.selfmetrics import Counters
+from otel_llm_collector.windows import WindowEngine
+
+__all__ = ["Alerting"]
+
+_logger = logging.getLogger(__name__)
+
+
+def to_notify_alert(event: AlertEvent) -> Alert:
+    return Alert.from_mapping(event.to_dict())
+
+
+class Alerting:
+    """Owns the rule evaluator, the alert log, the notification router and the outbox."""
+
+    def __init__(self, settings: CollectorSettings, state_dir: Path, counters: Counters) -> None:
+        self.settings = settings
+        self.log = alert_api.AlertLog()
+        rules = load_rules(settings.rules_file) if settings.rules_file else load_default_rules()
+        self.evaluator = build_evaluator(rules) if settings.rules_enabled else None
+        self.notify_router = NotifyRouter.from_settings(settings.notify)
+        self.outbox = Outbox(
+            outbox_path(state_dir),
+            notifiers=self.notify_router.notifiers,
+            settings=settings.notify.outbox,
+            counters=counters,
+        )
+        self.worker = OutboxWorker(self.outbox)
+        self._pipeline: Pipeline | None = None
+        self._last_resend_tick = 0
+        counters.gauge("alerts_active", self._active_count)
+
+    def _active_count(self) -> float:
+        if self.evaluator is None:
+            return 0.0
+        return float(sum(1 for e in self.evaluator.active_alerts() if e.status == "firing"))
+
+    def pipeline(self, engine: WindowEngine) -> Pipeline:
+        self._pipeline = Pipeline(engine, self.evaluator, on_events=self.on_events)
+        return self._pipeline
+
+    def on_events(self, events: list[AlertEvent]) -> None:
+        """The pipeline's sink (ingest worker thread): log, route and durably enqueue notifications."""
+        self.log.record(events)
+        if not events:
+            return
+        at = datetime.fromtimestamp(max(e.at_ns for e in events) / 1e9, tz=UTC)
+        alerts = [
+            to_notify_alert(e) for e in events if e.status in ("firing", "resolved") and not e.inhibited
+        ]
+        notifications = self.notify_router.route(alerts, now=at) if alerts else []
+        notifications += self.notify_router.tick(at)
+        if notifications:
+            try:
+                self.outbox.enqueue_many(notifications)
+            except Exception:
+                _logger.exception("could not enqueue %d notifications", len(notifications))
+
+    def api_token(self) -> str | None:
+        return os.environ.get(self.settings.api_token_env) or None
+
+    def register_routes(self, router: Router, lock: threading.Lock) -> None:
+        assert self._pipeline is not None, "create the pipeline first"
+        alert_api.register(router, self._pipeline, lock, self.log, api_token=self.api_token)
+
+    def metrics_lines(self) -> list[str]:
+        if self._pipeline is None:
+            return []
+        return alert_api.alert_metrics(self._pipeline, self.log)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.outbox.close()

@@ -1,7 +1,8 @@
 """Wiring: settings -> state store, window engine, ingest queue, receivers, forwarders, HTTP endpoints.
 
-Start order makes readiness honest: the window snapshot is restored from the state dir first, the worker
-and forwarders start, then the listeners; ``/readyz`` turns 200 once every listener is bound and serving.
+Start order makes readiness honest: the window snapshot is restored from the state dir first and the
+write-ahead log replayed past it, the worker and forwarders start, then the listeners; ``/readyz`` turns
+200 once every listener is bound and serving.
 Stop order makes shutdown lossless: stop the listeners (in-flight calls finish and are acknowledged only
 once queued), drain the ingest queue into the windows, take the final snapshot, flush the forwarders
 (bounded), close the store. ``run`` does this on SIGTERM or SIGINT and returns 0.
@@ -9,6 +10,13 @@ once queued), drain the ingest queue into the windows, take the final snapshot, 
 When the listeners are up, one line goes to stdout with the bound addresses (ports chosen by the OS for
 ``:0`` endpoints included), for scripts and tests that start the collector as a subprocess:
 ``otel-llm collector ready otlp_grpc=0.0.0.0:4317 otlp_http=0.0.0.0:4318 http=0.0.0.0:9464``.
+
+The ``http_endpoint`` serves, through `App.router` (later stages add their routes there):
+
+- ``GET /metrics``: Prometheus text (window figures and self-metrics, see ``docs/metrics.md``);
+- ``GET /api/v1/series?window=5m``: every series with its figures over one window, as JSON;
+- ``GET /api/v1/status``: self-metrics and window engine counters as JSON, cheap at any series count;
+- ``GET /healthz`` (the process is up), ``GET /readyz`` (listening; 503 before and during shutdown).
 """
 
 from __future__ import annotations

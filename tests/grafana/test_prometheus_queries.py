@@ -1,0 +1,450 @@
+"""Every PromQL expression we ship runs against a real Prometheus scraping a live collector, and returns data.
+
+The collector (`otel-llm collector`, a subprocess on ports the OS picks) is fed three series of the same
+feature over OTLP/gRPC with the real protobuf stub:
+
+- prompt `v1`: healthy (good scores, 1 error in 40 calls, cheap, fast);
+- prompt `v2`: the incident (bad scores on every evaluation, 10% errors, slow, expensive), plus a healthy
+  history three hours earlier that gives the 24h window its baseline;
+- prompt `v3`: as bad as v2 but only 5 calls: the min-samples guards must keep it quiet.
+
+A real Prometheus (`/usr/bin/prometheus`, 1s scrape interval) scrapes `/metrics`; every panel target and
+variable of every dashboard, every expression of the Prometheus rule file and every query of the Grafana
+alerting file then goes through `/api/v1/query`, and an empty result or an error fails the test. Alert
+expressions must select v2 and never v1 or v3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+from opentelemetry.util.types import AttributeValue
+from otel_llm_collector.testing import SECOND_NS, SpanRecorder, genai_attributes
+
+from otel_llm import attributes as A
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAFANA = ROOT / "grafana"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+OTEL_LLM = ROOT / ".venv" / "bin" / "otel-llm"
+EVALUATIONS = ("faithfulness", "answer_relevance", "hallucination", "toxicity", "refusal", "user_feedback")
+WAIT_SECONDS = 30.0
+VARIABLE_VALUES = {"window": "5m", "__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
+
+pytestmark = pytest.mark.skipif(
+    not Path(PROMETHEUS).is_file(), reason=f"the prometheus binary is absent ({PROMETHEUS})"
+)
+
+
+# --- traffic ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    """How one prompt version behaves; `failing` evaluations are labelled fail on every n-th call."""
+
+    version: str
+    calls: int
+    error_every: int
+    latency_s: float
+    cost_usd: float
+    faithfulness: float
+    answer_relevance: float
+    fail_every: Mapping[str, int]
+    thumbs_up_every: int
+    context_tokens: int
+
+
+HEALTHY = Profile("v1", 40, 40, 0.8, 0.0004, 0.9, 0.85, {}, 1, 900)
+INCIDENT = Profile(
+    "v2", 40, 10, 3.0, 0.004, 0.3, 0.4, {"hallucination": 2, "toxicity": 4, "refusal": 2}, 5, 300
+)
+SPARSE = Profile("v3", 5, 2, 3.0, 0.004, 0.3, 0.4, {"hallucination": 1, "toxicity": 1, "refusal": 1}, 5, 300)
+
+
+def _evaluation(
+    name: str, score: float, passed: bool, at_ns: int
+) -> tuple[str, dict[str, AttributeValue], int]:
+    attributes: dict[str, AttributeValue] = {
+        A.GEN_AI_EVALUATION_NAME: name,
+        A.GEN_AI_EVALUATION_SCORE_VALUE: score,
+        A.GEN_AI_EVALUATION_SCORE_LABEL: "pass" if passed else "fail",
+    }
+    return (A.GEN_AI_EVALUATION_RESULT_EVENT, attributes, at_ns)
+
+
+def _record(recorder: SpanRecorder, profile: Profile, *, end_ns: int, serial: int, latency_s: float) -> None:
+    failed = serial % profile.error_every == 0
+    error_type = ("RateLimitError", "500")[serial // profile.error_every % 2] if failed else None
+    attributes = genai_attributes(
+        prompt_version=profile.version,
+        cost_usd=None if failed else profile.cost_usd,
+        ttfc_s=latency_s / 4 if serial % 2 else None,
+        response_id=f"chatcmpl-{profile.version}-{serial}-{end_ns}",
+        error_type=error_type,
+        extra={A.CONTEXT_TOKENS: profile.context_tokens},
+    )
+    events = []
+    if not failed:
+        for name, every in profile.fail_every.items():
+            bad = serial % every == 0
+            events.append(_evaluation(name, 1.0 if bad else 0.0, not bad, end_ns))
+        for name in ("hallucination", "toxicity", "refusal"):
+            if name not in profile.fail_every:
+                events.append(_evaluation(name, 0.0, True, end_ns))
+        faithfulness = profile.faithfulness + (serial % 3 - 1) * 0.05
+        events.append(_evaluation("faithfulness", faithfulness, faithfulness >= 0.7, end_ns))
+        events.append(
+            _evaluation("answer_relevance", profile.answer_relevance, profile.answer_relevance >= 0.6, end_ns)
+        )
+        up = serial % profile.thumbs_up_every == 0
+        events.append(_evaluation("user_feedback", 1.0 if up else 0.0, up, end_ns))
+    recorder.span(
+        f"chat {attributes[A.GEN_AI_REQUEST_MODEL]}",
+        attributes,
+        start_ns=end_ns - int(latency_s * SECOND_NS),
+        end_ns=end_ns,
+        error=failed,
+        events=events,
+    )
+
+
+def traffic(now_ns: int) -> list[ExportTraceServiceRequest]:
+    """The three versions' recent calls (the last two minutes), after v2's healthy history 3-4 hours ago."""
+    recorder = SpanRecorder(service="support-bot")
+    history = Profile("v2", 800, 10**9, 0.8, 0.0004, 0.9, 0.85, {}, 1, 900)
+    for i in range(history.calls):
+        end_ns = now_ns - 4 * 3600 * SECOND_NS + i * 4 * SECOND_NS
+        _record(
+            recorder, history, end_ns=end_ns, serial=i + 1, latency_s=history.latency_s * (1 + i % 5 / 10)
+        )
+    requests = [recorder.request()]
+    for profile in (HEALTHY, INCIDENT, SPARSE):
+        for i in range(profile.calls):
+            end_ns = now_ns - (profile.calls - i) * 3 * SECOND_NS
+            latency_s = profile.latency_s * (1 + i % 5 / 10)
+            _record(recorder, profile, end_ns=end_ns, serial=i + 1, latency_s=latency_s)
+    requests.append(recorder.request())
+    return requests
+
+
+def send(target: str, requests: Sequence[ExportTraceServiceRequest]) -> None:
+    with grpc.insecure_channel(target) as channel:
+        stub = TraceServiceStub(channel)
+        for request in requests:
+            response = stub.Export(request, timeout=10)
+            assert response.partial_success.rejected_spans == 0, response.partial_success.error_message
+
+
+# --- processes ----------------------------------------------------------------------------------------
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _ready_line(process: subprocess.Popen[str], deadline: float) -> str:
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline and process.poll() is None:
+            if selector.select(timeout=0.2):
+                line = process.stdout.readline()
+                if line.startswith("otel-llm collector ready"):
+                    return line
+    raise AssertionError(f"the collector did not report ready (exit code {process.poll()})")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def _poll(what: str, check: Callable[[], bool], deadline: float) -> None:
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError as exc:
+            last_error = exc
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
+
+
+@dataclass(frozen=True)
+class Stack:
+    prometheus_url: str
+    collector_http: str
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A live collector fed with the traffic above, and a Prometheus that has scraped it at least twice."""
+    tmp = tmp_path_factory.mktemp("stack")
+    deadline = time.monotonic() + WAIT_SECONDS
+    collector_log = (tmp / "collector.log").open("w")
+    collector = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "otel_llm_collector.cli", "collector"),
+            *("--otlp-grpc-endpoint", "127.0.0.1:0", "--otlp-http-endpoint", "127.0.0.1:0"),
+            *("--http-endpoint", "127.0.0.1:0", "--state-dir", str(tmp / "state"), "--log-level", "WARNING"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=collector_log,
+        text=True,
+        cwd=ROOT,
+    )
+    prometheus: subprocess.Popen[str] | None = None
+    prometheus_log = (tmp / "prometheus.log").open("w")
+    try:
+        addresses = dict(kv.split("=", 1) for kv in _ready_line(collector, deadline).split()[3:])
+        http = addresses["http"]
+        send(addresses["otlp_grpc"], traffic(time.time_ns()))
+        _poll(
+            "the collector to window the traffic",
+            lambda: len(_get_json(f"http://{http}/api/v1/series?window=5m")["series"]) == 3,
+            deadline,
+        )
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "otel-llm", "static_configs": [{"targets": [http]}]}],
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = _free_port()
+        prometheus = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=prometheus_log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        scraped = "min(count_over_time(otel_llm_calls_total[1m])) >= 3 and count(otel_llm_calls_total) == 3"
+
+        def ready() -> bool:
+            assert prometheus is not None
+            assert prometheus.poll() is None, (tmp / "prometheus.log").read_text()
+            return bool(_query(url, scraped))
+
+        _poll("Prometheus to scrape the collector three times", ready, deadline)
+        yield Stack(url, http)
+    finally:
+        if prometheus is not None:
+            _stop(prometheus)
+        _stop(collector)
+        collector_log.close()
+        prometheus_log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
+    """Run an instant query; an error status fails the test, the result vector is returned."""
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        body = _get_json(url)
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{exc.code} {exc.read().decode()} for:\n{expr}") from None
+    assert body["status"] == "success", body
+    assert body["data"]["resultType"] == "vector", body["data"]["resultType"]
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+# --- the expressions we ship ----------------------------------------------------------------------------
+def substitute(expr: str) -> str:
+    """Grafana's template variables: every series variable as `.*` (All), the rest a real value."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        return VARIABLE_VALUES.get(name, ".*")
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def _dashboards() -> list[tuple[str, dict[str, Any]]]:
+    return [(p.stem, json.loads(p.read_text())) for p in sorted((GRAFANA / "dashboards").glob("*.json"))]
+
+
+def panel_queries() -> list[tuple[str, str]]:
+    out = []
+    for board, dashboard in _dashboards():
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                out.append((f"{board}: {panel['title']} [{target['refId']}]", substitute(target["expr"])))
+        for annotation in dashboard["annotations"]["list"]:
+            out.append((f"{board}: annotation {annotation['name']}", substitute(annotation["expr"])))
+    return out
+
+
+def variable_queries() -> list[tuple[str, str, str]]:
+    """(id, series selector, label) of every `label_values(selector, label)` variable."""
+    out = []
+    for board, dashboard in _dashboards():
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
+            assert match is not None, variable["definition"]
+            out.append((f"{board}: ${variable['name']}", substitute(match.group(1)), match.group(2)))
+    return out
+
+
+def _rule_groups() -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = yaml.safe_load((GRAFANA / "alerts" / "otel-llm-rules.yaml").read_text())[
+        "groups"
+    ]
+    return groups
+
+
+def _inline_recordings(expr: str) -> str:
+    """Replace recorded series by their recording expressions, so no rule evaluation has to be awaited."""
+    for group in _rule_groups():
+        for rule in group["rules"]:
+            if "record" in rule:
+                expr = re.sub(
+                    re.escape(rule["record"]) + r"\{([^}]*)\}",
+                    lambda m, rule=rule: (
+                        f"(({rule['expr']}) and otel_llm_window_eval_samples{{{m.group(1)}}})"
+                    ),
+                    expr,
+                )
+    return expr
+
+
+def alert_rules() -> list[tuple[str, str]]:
+    return [
+        (rule["alert"], rule["expr"])
+        for group in _rule_groups()
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def recording_rules() -> list[tuple[str, str]]:
+    return [
+        (rule["record"], rule["expr"])
+        for group in _rule_groups()
+        for rule in group["rules"]
+        if "record" in rule
+    ]
+
+
+def grafana_alert_queries() -> list[tuple[str, str, str, float]]:
+    """(title, query A, threshold operator, threshold) of every Grafana-provisioned rule."""
+    document = yaml.safe_load((GRAFANA / "alerts" / "grafana-alerting.yaml").read_text())
+    out = []
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            queries = {query["refId"]: query["model"] for query in rule["data"]}
+            [condition] = queries[rule["condition"]]["conditions"]
+            evaluator = condition["evaluator"]
+            out.append(
+                (rule["title"], queries["A"]["expr"], evaluator["type"], float(evaluator["params"][0]))
+            )
+    return out
+
+
+def _versions(result: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {sample["metric"].get("prompt_version", "") for sample in result}
+
+
+def _finite(result: Sequence[Mapping[str, Any]]) -> list[float]:
+    return [v for v in (float(sample["value"][1]) for sample in result) if v == v and abs(v) != float("inf")]
+
+
+# --- tests ----------------------------------------------------------------------------------------------
+def test_the_traffic_carries_every_evaluation_the_panels_use(stack: Stack) -> None:
+    series = _get_json(f"http://{stack.collector_http}/api/v1/series?window=5m")["series"]
+    for row in series:
+        assert set(row["evaluations"]) == set(EVALUATIONS), row["series"]
+        assert row["ttfc_s"]["p95"] is not None, row["series"]
+        assert row["errors"] > 0, row["series"]
+    for panel in panel_queries():
+        for name in re.findall(r'evaluation="(\w+)"', panel[1]):
+            assert name in EVALUATIONS, panel
+
+
+@pytest.mark.parametrize(("panel", "expr"), panel_queries(), ids=[p for p, _ in panel_queries()])
+def test_every_dashboard_query_returns_data(stack: Stack, panel: str, expr: str) -> None:
+    result = _query(stack.prometheus_url, expr)
+    assert result, f"{panel}: empty result for\n{expr}"
+    assert _finite(result), f"{panel}: no finite value in {result}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "selector", "label"), variable_queries(), ids=[v[0] for v in variable_queries()]
+)
+def test_every_dashboard_variable_has_values(stack: Stack, variable: str, selector: str, label: str) -> None:
+    url = f"{stack.prometheus_url}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
+        {"match[]": selector}
+    )
+    body = _get_json(url)
+    assert body["status"] == "success", body
+    assert body["data"], f"{variable}: no values of {label} in {selector}"
+
+
+@pytest.mark.parametrize(("record", "expr"), recording_rules(), ids=[r for r, _ in recording_rules()])
+def test_recording_rules_return_data(stack: Stack, record: str, expr: str) -> None:
+    result = _query(stack.prometheus_url, expr)
+    assert {sample["metric"]["evaluation"] for sample in result} >= {"hallucination", "toxicity", "refusal"}
+    assert all(0.0 <= v <= 1.0 for v in _finite(result)), result
+
+
+@pytest.mark.parametrize(("alert", "expr"), alert_rules(), ids=[a for a, _ in alert_rules()])
+def test_every_alert_selects_the_incident_and_spares_healthy_and_sparse_series(
+    stack: Stack, alert: str, expr: str
+) -> None:
+    result = _query(stack.prometheus_url, _inline_recordings(expr))
+    assert result, f"{alert}: empty result for\n{expr}"
+    assert _versions(result) == {"v2"}, f"{alert}: {result}"
+    assert "window" not in result[0]["metric"], "alerts must be per series, not per window"
+
+
+@pytest.mark.parametrize(
+    ("title", "expr", "op", "threshold"), grafana_alert_queries(), ids=[g[0] for g in grafana_alert_queries()]
+)
+def test_every_grafana_alert_query_returns_data_and_its_condition_selects_the_incident(
+    stack: Stack, title: str, expr: str, op: str, threshold: float
+) -> None:
+    result = _query(stack.prometheus_url, expr)
+    assert result, f"{title}: empty result for\n{expr}"
+    assert "v3" not in _versions(result), f"{title}: the min-samples guard let the sparse series through"
+    firing = {
+        sample["metric"]["prompt_version"]
+        for sample in result
+        if (float(sample["value"][1]) > threshold if op == "gt" else float(sample["value"][1]) < threshold)
+    }
+    assert firing == {"v2"}, f"{title}: {result}"

@@ -14,6 +14,7 @@ When the listeners are up, one line goes to stdout with the bound addresses (por
 The ``http_endpoint`` serves, through `App.router` (later stages add their routes there):
 
 - ``GET /metrics``: Prometheus text (window figures and self-metrics, see ``docs/metrics.md``);
+  ``?window=5m&window=1h`` limits the windows (use a scrape config's ``params`` with many series);
 - ``GET /api/v1/series?window=5m``: every series with its figures over one window, as JSON;
 - ``GET /api/v1/status``: self-metrics and window engine counters as JSON, cheap at any series count;
 - ``GET /healthz`` (the process is up), ``GET /readyz`` (listening; 503 before and during shutdown).
@@ -231,8 +232,13 @@ class App:
         )
 
     def _metrics(self, request: Request) -> Response:
-        with self.ingest.engine_lock:
-            text = exposition.render_metrics(self.engine, self_metrics=self.counters.snapshot())
+        windows = tuple(request.query.get("window", ())) or WINDOW_NAMES
+        unknown = [window for window in windows if window not in WINDOW_NAMES]
+        if unknown:
+            raise HttpError(400, f"window: expected one of {', '.join(WINDOW_NAMES)}, got {unknown[0]!r}")
+        with self.ingest.engine_lock:  # only the reading races with ingest; formatting happens outside
+            figures = exposition.collect(self.engine, windows)
+        text = exposition.format_metrics(figures, self_metrics=self.counters.snapshot())
         return Response.text(200, text, exposition.CONTENT_TYPE)
 
     def _series(self, request: Request) -> Response:

@@ -4,6 +4,24 @@ A single lock-protected mapping of counter name to value: increments happen once
 not per span, so the lock costs nothing measurable. Names are the Prometheus sample names without the
 ``otel_llm_collector_`` prefix the exposition adds, labels included (``name{target="x"}``). Gauges (queue
 depths) are read through callbacks at scrape time so they are never stale.
+
+The names the receive, ingest and forward stages use (each exposed as ``otel_llm_collector_<name>``;
+``<signal>`` is ``traces``, ``logs`` or ``metrics``):
+
+- ``<signal>_requests_total``: requests accepted (fully or partly); ``spans_received_total``,
+  ``log_records_received_total``, ``metrics_received_total`` (metrics: the number of metrics, counted only);
+- ``spans_rejected_total``, ``log_records_rejected_total``: items refused for defects (partial success);
+- ``calls_received_total``, ``evaluations_received_total``: GenAI records decoded;
+- ``<signal>_requests_invalid_total`` (400 / INVALID_ARGUMENT), ``<signal>_requests_too_large_total``
+  (413 on HTTP; gRPC refuses oversized messages before they reach the collector's code),
+  ``<signal>_requests_shed_total`` (503 / UNAVAILABLE);
+- ``ingest_shed_batches_total``, ``ingest_shed_spans_total``, ``ingest_applied_batches_total``,
+  ``ingest_apply_failures_total``; gauges ``ingest_queue_batches``, ``ingest_queue_capacity_batches``;
+- ``snapshots_total``, ``snapshots_skipped_total`` (the previous save still running),
+  ``snapshot_failures_total``, ``wal_failures_total``, ``wal_replayed_requests_total``;
+- ``forward_sent_requests_total{target}``, ``forward_failed_attempts_total{target}``,
+  ``forward_dropped_requests_total{target}`` (``target`` is ``<index>:<endpoint>``); gauge
+  ``forward_queue_requests`` (all targets).
 """
 
 from __future__ import annotations

@@ -108,6 +108,22 @@ def test_spans_over_grpc_and_http_show_in_metrics_and_series(app: App) -> None:
     assert "otel_llm_collector_ingest_queue_batches 0" in text
 
 
+def test_metrics_can_be_limited_to_some_windows(app: App) -> None:
+    http = app.addresses()["http"]
+    exporter = OTLPSpanExporter(endpoint=app.addresses()["otlp_grpc"], insecure=True)
+    try:
+        assert exporter.export(_recent_spans(2).exporter.get_finished_spans()) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+    assert _wait(lambda: _series_count(http) == 2)
+    text = _get(f"http://{http}/metrics?window=5m")[1].decode()
+    assert 'window="5m"' in text
+    assert 'window="1h"' not in text
+    status, body = _get(f"http://{http}/metrics?window=3m")
+    assert status == 400
+    assert "3m" in json.loads(body)["error"]
+
+
 def test_health_readiness_and_errors(app: App) -> None:
     http = app.addresses()["http"]
     assert _get(f"http://{http}/healthz") == (200, b'{"status":"ok"}')

@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from otel_llm_collector import exposition
+from otel_llm_collector.alerting import Alerting
 from otel_llm_collector.config import CollectorSettings, parse_endpoint
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.decode import decode_logs, decode_traces
@@ -41,6 +42,7 @@ from otel_llm_collector.receive_grpc import GrpcReceiver
 from otel_llm_collector.receive_http import add_otlp_routes, too_large_response
 from otel_llm_collector.receiver import Receiver, Signal
 from otel_llm_collector.router import HttpError, Request, Response, Router
+from otel_llm_collector.rules import RulesError
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.store import StateStore
 from otel_llm_collector.wal import WriteAheadLog
@@ -63,8 +65,18 @@ class App:
         self.store = StateStore(settings.state_dir)
         self.wal = WriteAheadLog(settings.state_dir / "wal") if settings.write_ahead_log else None
         self.engine, applied_seq = self._restore_engine()
+        # Rules, the alert log and notifications sit on top of the windows; the pipeline is what the
+        # ingest worker drives, so rules tick on the same thread, in event time.
+        self.alerting = Alerting(settings, settings.state_dir, self.counters)
+        self.pipeline = self.alerting.pipeline(self.engine)
+        saved = self.store.load_snapshot()
+        if saved is not None:
+            try:
+                self.pipeline.restore(saved[1])
+            except Exception:
+                _logger.exception("the rule state in the snapshot cannot be restored; starting fresh")
         self.ingest = IngestQueue(
-            self.engine,
+            self.pipeline,
             max_batches=settings.queue_max_batches,
             counters=self.counters,
             save_snapshot=self._save_snapshot,
@@ -83,6 +95,7 @@ class App:
         )
         self.router = Router()
         self._add_admin_routes(self.router)
+        self.alerting.register_routes(self.router, self.ingest.engine_lock)
         self._grpc: GrpcReceiver | None = None
         self._otlp_http: HttpServer | None = None
         self._http: HttpServer | None = None
@@ -150,6 +163,7 @@ class App:
         settings = self.settings
         self.ingest.start()
         self.forwarder.start()
+        self.alerting.start()
         self._grpc = GrpcReceiver(
             self.receiver,
             endpoint=settings.otlp_grpc_endpoint,
@@ -202,6 +216,7 @@ class App:
         if self._otlp_http is not None:
             self._otlp_http.stop()
         self.ingest.stop()
+        self.alerting.stop()
         self.forwarder.stop(grace_seconds)
         if self._http is not None:
             self._http.stop()
@@ -238,7 +253,9 @@ class App:
             raise HttpError(400, f"window: expected one of {', '.join(WINDOW_NAMES)}, got {unknown[0]!r}")
         with self.ingest.engine_lock:  # only the reading races with ingest; formatting happens outside
             figures = exposition.collect(self.engine, windows)
+            alert_lines = self.alerting.metrics_lines()
         text = exposition.format_metrics(figures, self_metrics=self.counters.snapshot())
+        text += "\n".join(alert_lines) + "\n"
         return Response.text(200, text, exposition.CONTENT_TYPE)
 
     def _series(self, request: Request) -> Response:
@@ -259,6 +276,10 @@ def run(settings: CollectorSettings) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
     try:
         app = App(settings)
+    except (RulesError, ValueError) as exc:  # a bad rules file or a missing notification secret
+        _logger.error("cannot start: %s", exc)
+        return 2
+    try:
         app.start()
     except OSError as exc:
         _logger.error("cannot start: %s", exc)

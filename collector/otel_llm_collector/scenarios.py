@@ -87,8 +87,9 @@ class Scenario:
     expectations: dict[str, object] = field(default_factory=dict)
     """What a correct pipeline does with it (used by tests and the detection benchmark)."""
 
-    def requests(self) -> Iterator[ExportTraceServiceRequest]:
-        return _generate(self)
+    def requests(self, *, offset_ns: int = 0) -> Iterator[ExportTraceServiceRequest]:
+        """The traffic in event-time order; `offset_ns` shifts every timestamp (e.g. to end "now")."""
+        return _generate(self, offset_ns)
 
 
 def _kv(key: str, value: str | int | float | bool | tuple[str, ...]) -> KeyValue:
@@ -114,7 +115,7 @@ def _phase_at(scenario: Scenario, t_ns: int) -> Phase | None:
     return current
 
 
-def _generate(s: Scenario) -> Iterator[ExportTraceServiceRequest]:
+def _generate(s: Scenario, offset_ns: int = 0) -> Iterator[ExportTraceServiceRequest]:
     rng = random.Random(s.seed)
     serial = 0
     batch_ns = s.batch_seconds * SECOND_NS
@@ -145,14 +146,16 @@ def _generate(s: Scenario) -> Iterator[ExportTraceServiceRequest]:
                     scope = rs.scope_spans.add()
                     scope.scope.name = "otel_llm"
                     by_version[phase.service_version] = scope
-                _add_span(scope.spans.add(), s, phase, end_ns, serial, rng)  # type: ignore[attr-defined]
+                _add_span(scope.spans.add(), s, phase, end_ns, serial, rng, offset_ns)  # type: ignore[attr-defined]
             second += SECOND_NS
         if request.resource_spans:
             yield request
         t = batch_end
 
 
-def _add_span(span: PbSpan, s: Scenario, phase: Phase, end_ns: int, serial: int, rng: random.Random) -> None:
+def _add_span(
+    span: PbSpan, s: Scenario, phase: Phase, end_ns: int, serial: int, rng: random.Random, offset_ns: int = 0
+) -> None:
     latency = max(0.05, rng.gauss(phase.latency_s(end_ns), phase.latency_s(end_ns) * phase.latency_sd_share))
     failed = rng.random() < phase.error_rate(end_ns)
     output_tokens = max(1, int(rng.gauss(phase.output_tokens(end_ns), phase.output_tokens(end_ns) * 0.1)))
@@ -161,8 +164,8 @@ def _add_span(span: PbSpan, s: Scenario, phase: Phase, end_ns: int, serial: int,
     span.span_id = serial.to_bytes(8, "big")
     span.name = f"chat {phase.model}"
     span.kind = PbSpan.SPAN_KIND_CLIENT
-    span.start_time_unix_nano = end_ns - int(latency * SECOND_NS)
-    span.end_time_unix_nano = end_ns
+    span.start_time_unix_nano = end_ns + offset_ns - int(latency * SECOND_NS)
+    span.end_time_unix_nano = end_ns + offset_ns
     response_id = f"chatcmpl-{s.seed}-{serial}"
     attrs: list[KeyValue] = [
         _kv(A.GEN_AI_OPERATION_NAME, "chat"),
@@ -188,10 +191,11 @@ def _add_span(span: PbSpan, s: Scenario, phase: Phase, end_ns: int, serial: int,
     span.attributes.extend(attrs)
     if not failed and rng.random() < phase.evaluated_share:
         score = min(1.0, max(0.0, rng.gauss(phase.faithfulness(end_ns), phase.faithfulness_sd)))
-        _evaluation(span, end_ns, "faithfulness", score, "pass" if score >= 0.7 else "fail", response_id)
+        t_ns = end_ns + offset_ns
+        _evaluation(span, t_ns, "faithfulness", score, "pass" if score >= 0.7 else "fail", response_id)
         refused = rng.random() < phase.refusal_rate(end_ns)
         _evaluation(
-            span, end_ns, "refusal", 1.0 if refused else 0.0, "fail" if refused else "pass", response_id
+            span, t_ns, "refusal", 1.0 if refused else 0.0, "fail" if refused else "pass", response_id
         )
 
 

@@ -120,7 +120,7 @@ def register(
 
     def list_alerts(request: Request) -> Response:
         with lock:
-            active = [] if pipeline.evaluator is None else pipeline.evaluator.active_alerts()
+            active = pipeline.active_alerts()
         return Response.json(
             200,
             {
@@ -158,8 +158,7 @@ def alert_metrics(pipeline: Pipeline, log: AlertLog) -> list[str]:
         "# HELP otel_llm_alert Active alerts (pending or firing) by rule, severity and series; value 1.",
         "# TYPE otel_llm_alert gauge",
     ]
-    active = [] if pipeline.evaluator is None else pipeline.evaluator.active_alerts()
-    for event in active:
+    for event in pipeline.active_alerts():
         if event.status not in _ACTIVE:
             continue
         labels = {**event.labels, "state": event.status, "inhibited": "true" if event.inhibited else "false"}

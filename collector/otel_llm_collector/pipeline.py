@@ -30,6 +30,7 @@ from otel_llm_collector.alerts import AlertEvent, RuleEvaluator, engine_metrics
 from otel_llm_collector.annotate import DeploymentAnnotator
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.correlation import Deployment, DeploymentTracker
+from otel_llm_collector.drift_monitor import HOUR_NS, DriftMonitor
 from otel_llm_collector.history import MetricHistory
 from otel_llm_collector.records import CallRecord
 from otel_llm_collector.windows import WindowEngine
@@ -53,6 +54,7 @@ class Pipeline:
         *,
         deployments: DeploymentTracker | None = None,
         history: MetricHistory | None = None,
+        drift: DriftMonitor | None = None,
         on_events: EventSink | None = None,
         tick_ns: int = TICK_NS,
     ) -> None:
@@ -60,6 +62,7 @@ class Pipeline:
         self.evaluator = evaluator
         self.deployments = deployments if deployments is not None else DeploymentTracker()
         self.history = history if history is not None else MetricHistory()
+        self.drift = drift if drift is not None else DriftMonitor()
         if evaluator is not None and evaluator.annotator is None:
             evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
         self._on_events = on_events
@@ -71,6 +74,8 @@ class Pipeline:
     def apply(self, result: DecodeResult) -> None:
         if result.calls:
             self.observe_calls(result.calls)
+            if self.evaluator is not None:
+                self.drift.observe(result.calls)
         if self.evaluator is not None:
             latest = max(
                 (c.end_time_ns for c in result.calls),
@@ -115,6 +120,12 @@ class Pipeline:
             if self.evaluator is not None:
                 self.evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
 
+    def active_alerts(self) -> list[AlertEvent]:
+        """Alerts now pending or firing: the rules' and the drift monitor's."""
+        if self.evaluator is None:
+            return []
+        return [*self.evaluator.active_alerts(), *self.drift.active()]
+
     # --- deployments ----------------------------------------------------------------------------------
     def observe_calls(self, calls: Iterable[CallRecord]) -> None:
         seen: set[tuple[Any, str]] = set()
@@ -143,6 +154,8 @@ class Pipeline:
             ),
         )
         events = self.evaluator.evaluate(tick, engine.series(), engine_metrics(engine))
+        if tick % HOUR_NS == 0:
+            events += self.drift.check(tick)
         if events:
             self.events_emitted += len(events)
             if self._on_events is not None:

@@ -52,6 +52,7 @@ _LATENCY_S = constant(0.9)
 _ERROR_RATE = constant(0.005)
 _OUTPUT_TOKENS = constant(180.0)
 _NO_REFUSALS = constant(0.0)
+_INPUT_TOKENS = constant(1200.0)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Phase:
     prompt_version: str = "v1"
     model: str = "gpt-4o-mini"
     refusal_rate: Curve = _NO_REFUSALS
+    input_tokens: Curve = _INPUT_TOKENS
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def _add_span(
     latency = max(0.05, rng.gauss(phase.latency_s(end_ns), phase.latency_s(end_ns) * phase.latency_sd_share))
     failed = rng.random() < phase.error_rate(end_ns)
     output_tokens = max(1, int(rng.gauss(phase.output_tokens(end_ns), phase.output_tokens(end_ns) * 0.1)))
-    input_tokens = 1200
+    input_tokens = max(1, int(rng.gauss(phase.input_tokens(end_ns), phase.input_tokens(end_ns) * 0.05)))
     span.trace_id = (s.seed * 10_000_019 + serial).to_bytes(16, "big")
     span.span_id = serial.to_bytes(8, "big")
     span.name = f"chat {phase.model}"
@@ -345,6 +347,13 @@ def refusal_spike(*, seed: int = 29) -> Scenario:
     return Scenario(name="refusal_spike", phases=(base, bad), end_ns=at(11, 0), seed=seed)
 
 
+def input_drift(*, seed: int = 31) -> Scenario:
+    """From 12:00 the retrieval step stuffs three times more context into every prompt; quality holds."""
+    base = Phase(start_ns=at(6, 0))
+    bigger = replace(base, start_ns=at(12, 0), input_tokens=constant(3600.0))
+    return Scenario(name="input_drift", phases=(base, bigger), end_ns=at(14, 0), seed=seed, batch_seconds=30)
+
+
 SUITE: Final = {
     "blind_spot": blind_spot,
     "normal_week": normal_week,
@@ -353,4 +362,5 @@ SUITE: Final = {
     "latency_regression": latency_regression,
     "two_deployments": two_deployments,
     "refusal_spike": refusal_spike,
+    "input_drift": input_drift,
 }

@@ -50,13 +50,15 @@ def test_blind_spot_pages_once_by_10_22_naming_the_deployment(tmp_path: Path) ->
     assert "service_version=1.1.0" in page["annotations"]["deployment"]
     assert page["annotations"]["deployment_confidence"] == "strong"
     # Latency and errors stayed normal: nothing else fired.
-    assert {e["labels"]["alertname"] for e in _firing(events)} <= {"faithfulness-p1", "faithfulness-p2"}
+    fired = {e["labels"]["alertname"] for e in _firing(events)}
+    assert fired <= {"faithfulness-p1", "faithfulness-p2", "quality-trend-p3"}
     assert summary.pages == 1
 
 
 def test_normal_week_pages_nobody(tmp_path: Path) -> None:
     events, summary = _replay(scenarios.normal_week(), tmp_path)
     assert _firing(events, pages_only=True) == []
+    assert not [e for e in _firing(events) if e["labels"]["alertname"].endswith("Drift")]
     assert summary.pages == 0
     assert summary.pages_per_week() == 0.0
 
@@ -115,7 +117,7 @@ def test_same_input_same_output_and_formats_agree(tmp_path: Path) -> None:
 
 def test_replay_command_prints_alerts_and_a_summary(tmp_path: Path) -> None:
     path = tmp_path / "incident.jsonl"
-    scenarios.write_jsonl(scenarios.blind_spot(), path)
+    lines = scenarios.write_jsonl(scenarios.blind_spot(), path)
     with path.open("a") as f:
         f.write("this is not json\n")
     result = subprocess.run(
@@ -127,7 +129,7 @@ def test_replay_command_prints_alerts_and_a_summary(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert any(e["status"] == "firing" for e in lines)
-    assert f"{path}:{1081}: skipped" in result.stderr
+    assert f"{path}:{lines + 1}: skipped" in result.stderr
     assert "pages (P0/P1 firing): 1" in result.stderr
     assert "first firing naming" in result.stderr
 
@@ -151,3 +153,13 @@ def test_replay_command_rejects_missing_inputs_and_bad_rules(tmp_path: Path) -> 
     )
     assert bad.returncode == 2
     assert "condition" in bad.stderr
+
+
+def test_input_drift_is_reported_on_the_drifting_signal(tmp_path: Path) -> None:
+    events, _ = _replay(scenarios.input_drift(), tmp_path)
+    drift = [e for e in _firing(events) if e["labels"]["alertname"] == "InputDrift"]
+    assert [e["labels"]["signal"] for e in drift] == ["input_tokens"]
+    # Seen at the first hour boundary after the change (12:00 -> checked at 13:00).
+    assert drift[0]["eventTimeUnixNano"] == at(13, 0)
+    assert float(drift[0]["annotations"]["value"]) > 0.25
+    assert _firing(events, pages_only=True) == []

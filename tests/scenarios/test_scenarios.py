@@ -117,7 +117,7 @@ def test_same_input_same_output_and_formats_agree(tmp_path: Path) -> None:
 
 def test_replay_command_prints_alerts_and_a_summary(tmp_path: Path) -> None:
     path = tmp_path / "incident.jsonl"
-    lines = scenarios.write_jsonl(scenarios.blind_spot(), path)
+    written = scenarios.write_jsonl(scenarios.blind_spot(), path)
     with path.open("a") as f:
         f.write("this is not json\n")
     result = subprocess.run(
@@ -129,7 +129,7 @@ def test_replay_command_prints_alerts_and_a_summary(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert any(e["status"] == "firing" for e in lines)
-    assert f"{path}:{lines + 1}: skipped" in result.stderr
+    assert f"{path}:{written + 1}: skipped" in result.stderr
     assert "pages (P0/P1 firing): 1" in result.stderr
     assert "first firing naming" in result.stderr
 

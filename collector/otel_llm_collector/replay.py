@@ -50,6 +50,8 @@ class Summary:
     first_ns: int = 0
     last_ns: int = 0
     first_fire_after_deployment: dict[str, str] = field(default_factory=dict)
+    deployment_delay_minutes: dict[str, float] = field(default_factory=dict)
+    """Per deployment named by an alert: minutes from the deployment to its first firing alert."""
 
     def pages_per_week(self) -> float:
         span = self.last_ns - self.first_ns
@@ -130,6 +132,10 @@ def replay(
                 deployment = event.annotations.get("deployment", "")
                 if deployment and deployment not in summary.first_fire_after_deployment:
                     summary.first_fire_after_deployment[deployment] = format_time(event.at_ns)
+                    known = {d.id: d for d in pipeline.deployments.deployments()}
+                    if deployment in known:
+                        delay_ns = event.at_ns - known[deployment].time_ns
+                        summary.deployment_delay_minutes[deployment] = delay_ns / 60e9
 
     pipeline = Pipeline(engine, evaluator, on_events=emit)
     total = len(inputs)
@@ -162,7 +168,9 @@ def print_summary(summary: Summary, errors: IO[str]) -> None:
     for rule, count in sorted(summary.firing_by_rule.items()):
         print(f"  {rule}: fired {count}x", file=errors)
     for deployment, when in summary.first_fire_after_deployment.items():
-        print(f"  first firing naming {deployment}: {when}", file=errors)
+        delay = summary.deployment_delay_minutes.get(deployment)
+        after = "" if delay is None else f" ({delay:.0f} min after the deployment)"
+        print(f"  first firing naming {deployment}: {when}{after}", file=errors)
 
 
 def add_parser(subparsers: Any) -> None:

@@ -132,6 +132,7 @@ def test_replay_command_prints_alerts_and_a_summary(tmp_path: Path) -> None:
     assert f"{path}:{written + 1}: skipped" in result.stderr
     assert "pages (P0/P1 firing): 1" in result.stderr
     assert "first firing naming" in result.stderr
+    assert "8 min after the deployment" in result.stderr
 
 
 def test_replay_command_rejects_missing_inputs_and_bad_rules(tmp_path: Path) -> None:

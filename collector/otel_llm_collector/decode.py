@@ -270,6 +270,9 @@ def _call(
     if environment:
         segments = [*(segments or ()), ("environment", environment)]
     error_type = get(_ERROR_TYPE, "")
+    if error_type.startswith("<class '"):
+        # Some instrumentations set the exception class itself, stored as its repr.
+        error_type = error_type[8:].rstrip("'>")
     if not error_type and span.status.code == _STATUS_CODE_ERROR:
         error_type = _ERROR_TYPE_OTHER
     input_tokens = get(_INPUT_TOKENS)

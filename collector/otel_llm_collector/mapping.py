@@ -138,6 +138,9 @@ OI_PROMPT_TEMPLATE_VERSION: Final = "llm.prompt_template.version"
 # Instrumentation scopes that identify a producer when its attributes do not.
 OPENAI_V2_SCOPE: Final = "opentelemetry.instrumentation.openai_v2"
 ANTHROPIC_SDK_SCOPE: Final = "com.anthropic.sdk.python"
+GENAI_UTIL_SCOPE: Final = "opentelemetry.util.genai"
+"""The official GenAI instrumentations (openai-v2 2.x and others) emit through util-genai's handler."""
+ANTHROPIC_STOP_REASON: Final = "anthropic.message.stop_reason"
 OPENLIT_SCOPE_PREFIX: Final = "openlit"
 OPENINFERENCE_SCOPE_PREFIX: Final = "openinference"
 
@@ -150,7 +153,11 @@ _ROWS: Final[tuple[tuple[int, int, tuple[tuple[str, int], ...]], ...]] = (
     (RESPONSE_MODEL, STR, ((A.GEN_AI_RESPONSE_MODEL, 0), (OI_RESPONSE_MODEL_NAME, MARK_OPENINFERENCE))),
     (OI_MODEL, STR, ((OI_MODEL_NAME, MARK_OPENINFERENCE),)),
     (RESPONSE_ID, STR, ((A.GEN_AI_RESPONSE_ID, 0),)),
-    (FINISH_REASONS, STRS, ((A.GEN_AI_RESPONSE_FINISH_REASONS, 0), (OI_FINISH_REASON, 0))),
+    (
+        FINISH_REASONS,
+        STRS,
+        ((A.GEN_AI_RESPONSE_FINISH_REASONS, 0), (OI_FINISH_REASON, 0), (ANTHROPIC_STOP_REASON, 0)),
+    ),
     (TTFC, FLOAT, ((A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, 0), (OPENLIT_TTFT, MARK_OPENLIT))),
     (
         INPUT_TOKENS,
@@ -297,7 +304,7 @@ def instrumentation_of(markers: int, scope_name: str) -> str:
         return "openllmetry"
     if scope_name == ANTHROPIC_SDK_SCOPE:
         return "anthropic"
-    if scope_name == OPENAI_V2_SCOPE:
+    if scope_name == OPENAI_V2_SCOPE or scope_name.startswith(GENAI_UTIL_SCOPE):
         return "openai_v2"
     return "semconv"
 

@@ -17,7 +17,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 
-from otel_llm import anthropic_wire, openai_wire
+from otel_llm import anthropic_wire, chat_stream_fast, openai_wire
 from otel_llm import attributes as attr
 from otel_llm.config import Settings
 from otel_llm.context import EMPTY_CONTEXT as _NO_CONTEXT
@@ -310,8 +310,11 @@ class LLMCall:
         info = None
         with guard("stream parse"):
             if status_code < 400:
-                parser = _STREAM_PARSERS.get(self.route.api)
-                info = parser(parse_events(body)) if parser else self._parse_json(body)
+                if self.route.api == "openai.chat":
+                    info = chat_stream_fast.read(body)
+                if info is None:
+                    parser = _STREAM_PARSERS.get(self.route.api)
+                    info = parser(parse_events(body)) if parser else self._parse_json(body)
             # SDKs close the response once they see the end marker, before the transport's own
             # end of body: a stream is only cut short if the protocol's end marker never came.
             if aborted and not _stream_complete(self.route.api, body):

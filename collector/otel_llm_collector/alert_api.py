@@ -40,7 +40,8 @@ def require_token(request: Request, token: str | None) -> None:
         raise HttpError(401, "expected a bearer token")
     if not token:
         raise HttpError(
-            403, "no API token is configured (api_token / OTEL_LLM_API_TOKEN): changes are refused"
+            403,
+            "no API token is configured (api_token_env, OTEL_LLM_API_TOKEN by default): changes are refused",
         )
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise HttpError(403, "the bearer token is not valid")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -135,12 +136,38 @@ def _metric_attributes(
 
 
 def parse_body(content: bytes) -> dict[str, Any] | None:
-    """The request body, or `None` if it is not a JSON object (then the call is not traced)."""
+    """The request body, or `None` if it is not a JSON object."""
     try:
         body = json.loads(content)
     except ValueError:
         return None
     return body if isinstance(body, dict) else None
+
+
+_MODEL = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def request_model(content: bytes) -> str | None:
+    """The request's model, read without parsing the whole body (a RAG prompt can be tens of kilobytes).
+
+    The cheap reading is used only when the body has exactly one `"model": "..."` pair and looks like a
+    JSON object; otherwise (a tool schema with a `model` property, say) the body is parsed. `None`: the
+    body is not a JSON object, and the request is not traced.
+    """
+    stripped = content.lstrip()
+    if not stripped.startswith(b"{"):
+        return None
+    found: list[bytes] = _MODEL.findall(content)
+    if len(found) == 1 and b"\\" not in found[0]:
+        try:
+            return found[0].decode()
+        except UnicodeDecodeError:
+            pass
+    body = parse_body(content)
+    if body is None:
+        return None
+    model = body.get("model")
+    return model if isinstance(model, str) else ""
 
 
 def parse_request(api: ApiKind, body: dict[str, Any]) -> RequestInfo:
@@ -171,8 +198,8 @@ class LLMCall:
 
     __slots__ = (
         "_finished",
-        "body",
         "completed",
+        "content",
         "context",
         "error_type",
         "request",
@@ -191,17 +218,17 @@ class LLMCall:
         telemetry: Telemetry,
         settings: Settings,
         route: Route,
-        body: dict[str, Any],
+        content: bytes,
+        model: str,
         context: LLMContext,
     ) -> None:
         self.telemetry = telemetry
         self.settings = settings
         self.route = route
-        self.body = body
-        model = body.get("model")
+        self.content = content
         # Only what samplers may look at is set at start (the conventions' sampling-relevant attributes);
-        # the rest of the request is parsed and set on the finisher thread.
-        self.request = RequestInfo(model=model if isinstance(model, str) else "")
+        # the request body is parsed, and the rest set, on the finisher thread.
+        self.request = RequestInfo(model=model)
         self.context = context
         self.time_to_first_chunk: float | None = None
         self.error_type = ""
@@ -223,9 +250,15 @@ class LLMCall:
         self.span: Span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
         self.start = time.perf_counter()
 
+    def _parse_request(self) -> RequestInfo:
+        body = parse_body(self.content)
+        if body is None:
+            return RequestInfo(model=self.request.model)
+        return _REQUEST_PARSERS[self.route.api](body)
+
     def _request_attributes(self) -> dict[str, Any]:
         """Parse the request (on the finisher) and return the attributes it contributes."""
-        request = self.request = _REQUEST_PARSERS[self.route.api](self.body)
+        request = self.request = self._parse_request()
         out: dict[str, Any] = {attr.API: self.route.api}
         if request.stream:
             out[attr.GEN_AI_REQUEST_STREAM] = True
@@ -381,7 +414,7 @@ class LLMCall:
                 with guard("input content"):
                     self._capture_input()
         else:
-            self.request = _REQUEST_PARSERS[self.route.api](self.body)
+            self.request = self._parse_request()
         if info is not None and info.error_type and not error_type:
             error_type = info.error_type
         if status_code is not None:

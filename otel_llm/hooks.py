@@ -25,7 +25,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 
 from otel_llm import attributes as attr
-from otel_llm.call import LLMCall, parse_body, parse_request
+from otel_llm.call import LLMCall, parse_body, parse_request, request_model
 from otel_llm.config import Settings
 from otel_llm.context import current_context
 from otel_llm.endpoints import EndpointMatcher, Route, operation_for, provider_for
@@ -71,11 +71,13 @@ class Hooks:
         if api is None or not is_instrumentation_enabled() or otel_context.get_value(_SUPPRESS_KEY):
             return None
         with guard("request"):
-            body = parse_body(request.content)
-            if body is None:
+            content = request.content
+            model = request_model(content)
+            if model is None:
                 return None
             llm_ctx = current_context()
             if _foreign_genai_span_active():
+                body = parse_body(content) or {}
                 _enrich_foreign_span(llm_ctx.span_attributes(), parse_request(api, body).hash_input)
                 return None
             url = request.url
@@ -87,7 +89,7 @@ class Hooks:
                 server_address=host,
                 server_port=url.port,
             )
-            return LLMCall(current_telemetry(), self.settings, route, body, llm_ctx)
+            return LLMCall(current_telemetry(), self.settings, route, content, model, llm_ctx)
         return None
 
     def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

@@ -60,3 +60,16 @@ def test_instrument_and_uninstrument_are_idempotent() -> None:
     otel_llm.uninstrument()
     otel_llm.uninstrument()
     assert httpx2.Client.send is original
+
+
+def test_request_model_is_read_cheaply_and_safely() -> None:
+    from otel_llm.call import request_model
+
+    assert request_model(b'{"messages": [], "model": "gpt-4o-mini"}') == "gpt-4o-mini"
+    # A nested "model" key (a tool schema) makes the cheap reading ambiguous: the body is parsed instead.
+    body = b'{"tools": [{"parameters": {"model": "x"}}], "model": "gpt-4o", "extra": {"model": "y"}}'
+    assert request_model(body) == "gpt-4o"
+    assert request_model(b'{"model": "caf\\u00e9"}') == "caf\u00e9"
+    assert request_model(b'{"messages": []}') == ""
+    assert request_model(b"not json") is None
+    assert request_model(b'["model", "x"]') is None

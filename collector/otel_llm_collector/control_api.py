@@ -12,7 +12,8 @@
     GET  /api/v1/audit[?name=N]               the registry's audit log, oldest first
     GET  /api/v1/switches                     every switch, enabled or not
     POST /api/v1/switches                     {"service", "feature", "kind", "value", "enabled", "by",
-                                               "reason"}
+                                               "reason"}; "enabled": false without "value" clears an
+                                               existing switch (404 if there is none)
     GET  /api/v1/switches/audit               the switches' audit log
 
 The control document, what the instrumentation reads on each refresh::
@@ -215,12 +216,23 @@ def register(
     def post_switch(request: Request) -> Response:
         require_token(request, api_token())
         body = _json_body(request)
+        enabled = _bool(body, "enabled", True)
+        if not enabled and "value" not in body:
+            # Switching off needs no value: the stored one is kept (404 if the switch was never set).
+            switch = switches.clear(
+                _string(body, "service"),
+                _string(body, "feature"),
+                _string(body, "kind"),
+                by=_string(body, "by"),
+                reason=_string(body, "reason", required=False),
+            )
+            return Response.json(200, {"switch": switch.to_dict()})
         switch = switches.set(
             _string(body, "service"),
             _string(body, "feature"),
             _string(body, "kind"),
             body.get("value"),
-            enabled=_bool(body, "enabled", True),
+            enabled=enabled,
             by=_string(body, "by"),
             reason=_string(body, "reason", required=False),
         )

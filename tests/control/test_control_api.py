@@ -258,7 +258,14 @@ def test_control_document_lists_active_prompts_and_enabled_switches(api: Api) ->
     api.call(
         "POST",
         "/api/v1/switches",
-        {"service": "checkout", "feature": "chat", "kind": "disable_tools", "enabled": False, "by": "ops"},
+        {
+            "service": "checkout",
+            "feature": "chat",
+            "kind": "disable_tools",
+            "value": None,
+            "enabled": False,
+            "by": "ops",
+        },
     )
     status, document = api.call("GET", "/api/v1/control", token=None, query={"service": "checkout"})
     assert status == 200
@@ -295,3 +302,14 @@ def test_tampered_prompt_is_a_500_on_read_and_left_out_of_control(api: Api) -> N
     assert (status, document["prompts"]) == (200, {})
     _, audit = api.call("GET", "/api/v1/audit", query={"name": "support"})
     assert audit["audit"][-1]["action"] == "tamper_detected"
+
+
+def test_switch_off_without_value_keeps_the_stored_value(api: Api) -> None:
+    switch = {"service": "s", "feature": "f", "kind": "static_response", "by": "ops"}
+    assert api.call("POST", "/api/v1/switches", {**switch, "value": "Busy."})[0] == 200
+    status, answer = api.call("POST", "/api/v1/switches", {**switch, "enabled": False, "reason": "over"})
+    assert status == 200
+    assert (answer["switch"]["enabled"], answer["switch"]["value"]) == (False, "Busy.")
+    assert api.call("GET", "/api/v1/control")[1]["switches"] == []
+    missing = {**switch, "feature": "other", "enabled": False}
+    assert api.call("POST", "/api/v1/switches", missing)[0] == 404

@@ -17,6 +17,18 @@ from __future__ import annotations
 
 from otel_llm.call import CallHandle, last_call
 from otel_llm.context import LLMContext, current_context, llm_context
+from otel_llm.control import (
+    ControlClient,
+    active_version,
+    disable_control,
+    enable_control,
+    kill_switch_scope,
+    model_for,
+    prompt,
+    retrieval_enabled,
+    static_response,
+    tools_enabled,
+)
 from otel_llm.evaluation import record_evaluation, record_feedback
 from otel_llm.evaluation_hook import disable_evaluation, enable_evaluation
 from otel_llm.finisher import flush
@@ -26,19 +38,29 @@ from otel_llm.version import __version__
 
 __all__ = [
     "CallHandle",
+    "ControlClient",
     "LLMContext",
     "OtelLLMInstrumentor",
     "__version__",
+    "active_version",
     "current_context",
+    "disable_control",
     "disable_evaluation",
+    "enable_control",
     "enable_evaluation",
     "flush",
     "instrument",
+    "kill_switch_scope",
     "last_call",
     "llm_context",
+    "model_for",
+    "prompt",
     "record_evaluation",
     "record_feedback",
+    "retrieval_enabled",
+    "static_response",
     "tool",
     "tool_span",
+    "tools_enabled",
     "uninstrument",
 ]

@@ -23,6 +23,7 @@ from otel_llm import attributes as attr
 from otel_llm.config import Settings
 from otel_llm.context import EMPTY_CONTEXT as _NO_CONTEXT
 from otel_llm.context import LLMContext
+from otel_llm.control import applied_switches
 from otel_llm.cost import cost_usd
 from otel_llm.endpoints import ApiKind, Route
 from otel_llm.finisher import finisher
@@ -243,6 +244,9 @@ class LLMCall:
         }
         if route.server_port is not None:
             attrs[attr.SERVER_PORT] = route.server_port
+        switches = applied_switches()
+        if switches:
+            attrs[attr.KILL_SWITCH] = list(switches)
         name = route.operation
         if self.request.model:
             attrs[attr.GEN_AI_REQUEST_MODEL] = self.request.model

@@ -62,6 +62,10 @@ class OtelLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from otel_llm import evaluation_hook
 
         evaluation_hook.enable_from_env(os.environ)
+        if os.environ.get("OTEL_LLM_CONTROL_URL"):
+            from otel_llm import control
+
+            control.enable_control()
 
     def _uninstrument(self, **kwargs: Any) -> None:
         finisher.flush()
@@ -72,6 +76,9 @@ class OtelLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from otel_llm import evaluation_hook
 
         evaluation_hook.disable_evaluation()
+        from otel_llm import control
+
+        control.disable_control()
         telemetry.install(None)
 
 

@@ -203,6 +203,24 @@ def test_prompt_block_tags_real_openai_spans_and_follows_a_rollback(
     assert second["gen_ai.prompt.version"] == "0.9.0"
 
 
+def test_genai_span_carries_the_kill_switch_applied_in_its_scope(
+    telemetry: Telemetry, client: ControlClient, server: ControlServer, llm_server: LLMServer
+) -> None:
+    server.switch("downgrade_model", value={"from": "gpt-4o", "to": "gpt-4o-mini"})
+    wait_for_fresh_poll(client)
+    messages = [{"role": "user", "content": "x"}]
+    with openai.OpenAI(base_url=llm_server.openai_base_url, api_key="t", max_retries=0) as llm:
+        with control.prompt("answer"):
+            model = control.model_for("gpt-4o")
+            llm.chat.completions.create(model=model, messages=messages)
+        llm.chat.completions.create(model="gpt-4o", messages=messages)
+    first, second = (s.attributes or {} for s in telemetry.genai_spans())
+    assert model == "gpt-4o-mini"
+    assert first["otel_llm.kill_switch"] == ("downgrade_model",)
+    assert first["gen_ai.request.model"] == "gpt-4o-mini"
+    assert "otel_llm.kill_switch" not in second
+
+
 def test_prompt_without_control_sets_no_version() -> None:
     control.disable_control()
     with control.prompt("answer") as ctx:

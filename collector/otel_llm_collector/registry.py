@@ -68,6 +68,7 @@ __all__ = [
     "PromptRegistry",
     "PromptVersion",
     "RegistryError",
+    "RegistryRollbackTarget",
     "Status",
     "Tampered",
     "content_hash",
@@ -647,3 +648,29 @@ class _Transaction:
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         self._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
         self._after()
+
+
+class RegistryRollbackTarget:
+    """The registry as the automatic-rollback controller sees it: version strings, None for "nothing".
+
+    "No active version" and "no usable rollback reference" are ordinary answers (None) there; a tampered
+    text still raises `Tampered`, so the controller records a failed decision rather than skipping quietly.
+    """
+
+    def __init__(self, registry: PromptRegistry) -> None:
+        self._registry = registry
+
+    def active_version(self, name: str) -> str | None:
+        try:
+            return self._registry.active(name).version
+        except NotFound:
+            return None
+
+    def rollback_reference(self, name: str) -> str | None:
+        try:
+            return self._registry.rollback_candidate(name).version
+        except (NotFound, Conflict):
+            return None
+
+    def rollback(self, name: str, *, by: str, reason: str, automatic: bool) -> str:
+        return self._registry.rollback(name, by, reason, automatic=automatic).version

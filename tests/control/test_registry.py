@@ -13,6 +13,7 @@ from otel_llm_collector.registry import (
     Invalid,
     NotFound,
     PromptRegistry,
+    RegistryRollbackTarget,
     Tampered,
     content_hash,
 )
@@ -287,3 +288,20 @@ def test_concurrent_deploys_and_rollbacks_keep_one_active_version(tmp_path: Path
                 assert entry.before["active"] == active
                 active = entry.after["active"]
         assert active == reg.active("support").version
+
+
+def test_rollback_target_answers_none_for_nothing_and_raises_on_tamper(registry: PromptRegistry) -> None:
+    target = RegistryRollbackTarget(registry)
+    assert target.active_version("support") is None
+    assert target.rollback_reference("support") is None
+    for version in ("1.0.0", "1.1.0"):
+        _register(registry, version)
+        registry.deploy("support", version, by="bob")
+    assert target.active_version("support") == "1.1.0"
+    assert target.rollback_reference("support") == "1.0.0"
+    assert target.rollback("support", by="otel-llm", reason="error rate 12%", automatic=True) == "1.0.0"
+    assert registry.audit("support")[-1].action == "auto_rollback"
+    assert target.rollback_reference("support") is None
+    _tamper(registry.path, "1.0.0")
+    with pytest.raises(Tampered):
+        target.active_version("support")

@@ -9,9 +9,9 @@ def test_slo_exports() -> None:
     assert sorted(slo.__all__) == [
         "BURN_RATE_ALERTS",
         "BURN_WINDOWS",
+        "BurnRateAlert",
         "RELEASE_POLICIES",
         "SLO_ALERTNAME",
-        "BurnRateAlert",
         "SloError",
         "SloSet",
         "SloSpec",

@@ -14,6 +14,7 @@ are ticked on the pipeline's event time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -28,6 +29,8 @@ from otel_llm_collector.notify import Alert
 from otel_llm_collector.notify_route import Router as NotifyRouter
 from otel_llm_collector.outbox import Outbox, OutboxWorker, outbox_path
 from otel_llm_collector.pipeline import Pipeline
+from otel_llm_collector.registry import PromptRegistry, RegistryRollbackTarget
+from otel_llm_collector.rollback import RollbackController, RollbackSettings
 from otel_llm_collector.router import Router
 from otel_llm_collector.rules import load_default_rules, load_rules
 from otel_llm_collector.selfmetrics import Counters
@@ -58,6 +61,16 @@ class Alerting:
             counters=counters,
         )
         self.worker = OutboxWorker(self.outbox)
+        self.registry = PromptRegistry(state_dir)
+        self.rollbacks = RollbackController(
+            RegistryRollbackTarget(self.registry),
+            RollbackSettings(
+                enabled=settings.auto_rollback_enabled,
+                dry_run=settings.auto_rollback_dry_run,
+                min_interval_seconds=settings.auto_rollback_min_interval_seconds,
+                max_per_day=settings.auto_rollback_max_per_day,
+            ),
+        )
         self._pipeline: Pipeline | None = None
         self._last_resend_tick = 0
         counters.gauge("alerts_active", self._active_count)
@@ -73,9 +86,10 @@ class Alerting:
 
     def on_events(self, events: list[AlertEvent]) -> None:
         """The pipeline's sink (ingest worker thread): log, route and durably enqueue notifications."""
-        self.log.record(events)
         if not events:
             return
+        events = [self._maybe_roll_back(e) for e in events]
+        self.log.record(events)
         at = datetime.fromtimestamp(max(e.at_ns for e in events) / 1e9, tz=UTC)
         alerts = [
             to_notify_alert(e) for e in events if e.status in ("firing", "resolved") and not e.inhibited
@@ -87,6 +101,18 @@ class Alerting:
                 self.outbox.enqueue_many(notifications)
             except Exception:
                 _logger.exception("could not enqueue %d notifications", len(notifications))
+
+    def _maybe_roll_back(self, event: AlertEvent) -> AlertEvent:
+        """Run the `auto_rollback` action of a firing alert; the decision goes into its annotations."""
+        decision = self.rollbacks.consider(event)
+        if decision is None:
+            return event
+        _logger.warning(
+            "automatic rollback of %s: %s (%s)", decision.prompt, decision.outcome, decision.reason
+        )
+        return dataclasses.replace(
+            event, annotations={**event.annotations, **self.rollbacks.annotations(decision)}
+        )
 
     def api_token(self) -> str | None:
         return os.environ.get(self.settings.api_token_env) or None
@@ -106,3 +132,4 @@ class Alerting:
     def stop(self) -> None:
         self.worker.stop()
         self.outbox.close()
+        self.registry.close()

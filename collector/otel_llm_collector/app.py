@@ -30,7 +30,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from otel_llm_collector import exposition
+from otel_llm_collector import control_api, exposition
 from otel_llm_collector.alerting import Alerting
 from otel_llm_collector.config import CollectorSettings, parse_endpoint
 from otel_llm_collector.contracts import DecodeResult
@@ -45,6 +45,7 @@ from otel_llm_collector.router import HttpError, Request, Response, Router
 from otel_llm_collector.rules import RulesError
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.store import StateStore
+from otel_llm_collector.switches import KillSwitches
 from otel_llm_collector.wal import WriteAheadLog
 from otel_llm_collector.windows import WINDOW_NAMES, WindowEngine
 
@@ -96,6 +97,14 @@ class App:
         self.router = Router()
         self._add_admin_routes(self.router)
         self.alerting.register_routes(self.router, self.ingest.engine_lock)
+        self.switches = KillSwitches(settings.state_dir)
+        control_api.register(
+            self.router,
+            self.alerting.registry,
+            self.switches,
+            api_token=self.alerting.api_token,
+            reads_need_token=settings.control_reads_need_token,
+        )
         self._grpc: GrpcReceiver | None = None
         self._otlp_http: HttpServer | None = None
         self._http: HttpServer | None = None
@@ -217,6 +226,7 @@ class App:
             self._otlp_http.stop()
         self.ingest.stop()
         self.alerting.stop()
+        self.switches.close()
         self.forwarder.stop(grace_seconds)
         if self._http is not None:
             self._http.stop()

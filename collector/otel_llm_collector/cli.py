@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otel_llm_collector import replay, rules_cli
+from otel_llm_collector import prompts_cli, replay, rules_cli
 from otel_llm_collector.config import ConfigError, load_settings
 
 __all__ = ["build_parser", "main"]
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collector(subparsers)
     rules_cli.add_parser(subparsers)
     replay.add_parser(subparsers)
+    prompts_cli.add_parser(subparsers)
     return parser
 
 

@@ -108,6 +108,14 @@ class CollectorSettings(BaseModel):
     rules_enabled: bool = True
     notify: NotifySettings = NotifySettings()
     """Notification targets (Alertmanager, Slack, PagerDuty, webhooks), the outbox, the resend policy."""
+    auto_rollback_enabled: bool = True
+    """Let rules with the `auto_rollback` action roll prompt versions back (with the safeguards below)."""
+    auto_rollback_dry_run: bool = False
+    """Record what an automatic rollback would have done, change nothing."""
+    auto_rollback_min_interval_seconds: float = Field(default=900.0, ge=0)
+    auto_rollback_max_per_day: int = Field(default=3, ge=0)
+    control_reads_need_token: bool = False
+    """Whether reading the prompt registry and switches needs the bearer token (`/api/v1/control` never)."""
     api_token_env: str = "OTEL_LLM_API_TOKEN"
     """The environment variable holding the bearer token that API changes need (never the token itself)."""
 

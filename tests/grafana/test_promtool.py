@@ -67,7 +67,7 @@ def _walk(node: object) -> Iterator[dict[str, Any]]:
 # --- Prometheus rules -----------------------------------------------------------------------------------
 def test_rule_files_and_their_tests_exist() -> None:
     assert all(f.is_file() for f in RULE_FILES)
-    assert [t.name for t in RULE_TESTS] == ["otel-llm-rules.test.yaml"]
+    assert [t.name for t in RULE_TESTS] == ["otel-llm-rules.test.yaml", "otel-llm-slo-rules.test.yaml"]
 
 
 @needs_promtool

@@ -1,0 +1,126 @@
+"""Safe automatic rollback against the real prompt registry: the action, its safeguards, dry run, recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.records import SeriesKey
+from otel_llm_collector.registry import PromptRegistry, RegistryRollbackTarget
+from otel_llm_collector.rollback import RollbackController, RollbackSettings
+
+MINUTE = 60 * 1_000_000_000
+T0 = 1_767_225_600 * 1_000_000_000
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> PromptRegistry:
+    registry = PromptRegistry(tmp_path)
+    for version in ("1.0.0", "2.0.0"):
+        registry.register("answer", version, f"Answer from the context ({version}).", created_by="dev")
+    registry.deploy("answer", "1.0.0", by="dev")
+    registry.deploy("answer", "2.0.0", by="dev")
+    return registry
+
+
+def _alert(
+    at_ns: int, version: str = "2.0.0", *, actions: tuple[str, ...] = ("alert", "auto_rollback")
+) -> AlertEvent:
+    labels = {
+        "alertname": "error-rate-rollback",
+        "severity": "P1",
+        "service": "support-bot",
+        "feature": "support-answer",
+        "prompt_name": "answer",
+        "prompt_version": version,
+        "model": "gpt-4o-mini",
+    }
+    return AlertEvent(
+        status="firing",
+        labels=labels,
+        annotations={"summary": "errors"},
+        starts_at_ns=at_ns - 5 * MINUTE,
+        ends_at_ns=None,
+        at_ns=at_ns,
+        rule="error-rate-rollback",
+        series=SeriesKey("support-bot", "support-answer", "answer", version, "gpt-4o-mini"),
+        severity="P1",
+        value=0.3,
+        actions=actions,
+    )
+
+
+def _controller(registry: PromptRegistry, **settings: object) -> RollbackController:
+    return RollbackController(RegistryRollbackTarget(registry), RollbackSettings(**settings))  # type: ignore[arg-type]
+
+
+def test_firing_alert_rolls_the_active_version_back_and_audits_it(registry: PromptRegistry) -> None:
+    controller = _controller(registry)
+    decision = controller.consider(_alert(T0))
+    assert decision is not None
+    assert (decision.outcome, decision.from_version, decision.to_version) == ("rolled_back", "2.0.0", "1.0.0")
+    assert registry.active("answer").version == "1.0.0"
+    assert any(row.action == "auto_rollback" for row in registry.audit("answer"))
+    assert controller.annotations(decision)["rollback"] == "rolled_back"
+
+
+def test_a_second_regression_within_15_minutes_is_not_rolled_back(registry: PromptRegistry) -> None:
+    controller = _controller(registry)
+    assert controller.consider(_alert(T0)).outcome == "rolled_back"  # type: ignore[union-attr]
+    registry.deploy("answer", "2.0.0", by="dev")
+    second = controller.consider(_alert(T0 + 10 * MINUTE))
+    assert second is not None
+    assert second.outcome == "refused"
+    assert "manual action needed" in second.reason
+    assert registry.active("answer").version == "2.0.0"
+
+
+def test_the_fourth_automatic_rollback_in_a_day_is_refused(registry: PromptRegistry) -> None:
+    controller = _controller(registry)
+    outcomes = []
+    for i in range(4):
+        if i:
+            registry.deploy("answer", "2.0.0", by="dev")
+        decision = controller.consider(_alert(T0 + i * 20 * MINUTE))
+        assert decision is not None
+        outcomes.append(decision.outcome)
+    assert outcomes == ["rolled_back", "rolled_back", "rolled_back", "refused"]
+    assert "automatic rollback is off" in controller.decisions[-1].reason
+    assert registry.active("answer").version == "2.0.0"
+
+
+def test_dry_run_changes_nothing(registry: PromptRegistry) -> None:
+    decision = _controller(registry, dry_run=True).consider(_alert(T0))
+    assert decision is not None
+    assert decision.outcome == "dry_run"
+    assert registry.active("answer").version == "2.0.0"
+
+
+def test_only_the_active_version_and_only_rollback_actions(registry: PromptRegistry) -> None:
+    controller = _controller(registry)
+    assert controller.consider(_alert(T0, actions=("alert",))) is None
+    old = controller.consider(_alert(T0, version="1.0.0"))
+    assert old is not None
+    assert old.outcome == "refused"
+    assert registry.active("answer").version == "2.0.0"
+
+
+def test_no_reference_means_manual(tmp_path: Path) -> None:
+    registry = PromptRegistry(tmp_path)
+    registry.register("answer", "2.0.0", "only one", created_by="dev")
+    registry.deploy("answer", "2.0.0", by="dev")
+    decision = _controller(registry).consider(_alert(T0))
+    assert decision is not None
+    assert decision.outcome == "refused"
+    assert "manual action needed" in decision.reason
+
+
+def test_recovery_is_reported_after_the_watch(registry: PromptRegistry) -> None:
+    controller = _controller(registry, recovery_seconds=600)
+    decision = controller.consider(_alert(T0))
+    assert decision is not None
+    assert decision.recovery == "pending"
+    assert controller.check_recovery(T0 + 5 * MINUTE, recovered=lambda event: True) == []
+    (done,) = controller.check_recovery(T0 + 11 * MINUTE, recovered=lambda event: True)
+    assert done.recovery == "recovered"

@@ -21,8 +21,9 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from otel_llm_collector import alert_api
+from otel_llm_collector import alert_api, slo_api
 from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.canary import CanaryCollector
 from otel_llm_collector.config import CollectorSettings
 from otel_llm_collector.evaluator import build_evaluator
 from otel_llm_collector.notify import Alert
@@ -34,6 +35,7 @@ from otel_llm_collector.rollback import RollbackController, RollbackSettings
 from otel_llm_collector.router import Router
 from otel_llm_collector.rules import load_default_rules, load_rules
 from otel_llm_collector.selfmetrics import Counters
+from otel_llm_collector.slo import SloTracker, load_slos
 from otel_llm_collector.windows import WindowEngine
 
 __all__ = ["Alerting"]
@@ -61,6 +63,8 @@ class Alerting:
             counters=counters,
         )
         self.worker = OutboxWorker(self.outbox)
+        self.slo = SloTracker(load_slos(settings.slo_file) if settings.slo_file else [])
+        self.canary = CanaryCollector(dimension="prompt_version")
         self.registry = PromptRegistry(state_dir)
         self.rollbacks = RollbackController(
             RegistryRollbackTarget(self.registry),
@@ -81,7 +85,9 @@ class Alerting:
         return float(sum(1 for e in self.evaluator.active_alerts() if e.status == "firing"))
 
     def pipeline(self, engine: WindowEngine) -> Pipeline:
-        self._pipeline = Pipeline(engine, self.evaluator, on_events=self.on_events)
+        self._pipeline = Pipeline(
+            engine, self.evaluator, slo=self.slo, canary=self.canary, on_events=self.on_events
+        )
         return self._pipeline
 
     def on_events(self, events: list[AlertEvent]) -> None:
@@ -120,11 +126,15 @@ class Alerting:
     def register_routes(self, router: Router, lock: threading.Lock) -> None:
         assert self._pipeline is not None, "create the pipeline first"
         alert_api.register(router, self._pipeline, lock, self.log, api_token=self.api_token)
+        slo_api.register(router, self.slo, self.canary, lock)
 
     def metrics_lines(self) -> list[str]:
         if self._pipeline is None:
             return []
-        return alert_api.alert_metrics(self._pipeline, self.log)
+        lines = alert_api.alert_metrics(self._pipeline, self.log)
+        if self.slo.slos:
+            lines += self.slo.metrics_text().rstrip("\n").splitlines()
+        return lines
 
     def start(self) -> None:
         self.worker.start()

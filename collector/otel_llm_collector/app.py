@@ -286,7 +286,7 @@ def run(settings: CollectorSettings) -> int:
     """Run until SIGTERM or SIGINT, then shut down gracefully. Returns the exit code."""
     try:
         app = App(settings)
-    except (RulesError, ValueError) as exc:  # a bad rules file or a missing notification secret
+    except (RulesError, ValueError) as exc:  # a bad rules or SLO file, a missing notification secret
         _logger.error("cannot start: %s", exc)
         return 2
     try:

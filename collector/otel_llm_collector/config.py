@@ -106,6 +106,8 @@ class CollectorSettings(BaseModel):
     rules_file: Path | None = None
     """Quality rules (YAML, see `otel-llm rules check`); the shipped default rule set when unset."""
     rules_enabled: bool = True
+    slo_file: Path | None = None
+    """SLO definitions (YAML, see `otel_llm_collector.slo`); none when unset."""
     notify: NotifySettings = NotifySettings()
     """Notification targets (Alertmanager, Slack, PagerDuty, webhooks), the outbox, the resend policy."""
     auto_rollback_enabled: bool = True

@@ -28,11 +28,13 @@ from typing import Any, Final
 
 from otel_llm_collector.alerts import AlertEvent, RuleEvaluator, engine_metrics
 from otel_llm_collector.annotate import DeploymentAnnotator
+from otel_llm_collector.canary import CanaryCollector
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.correlation import Deployment, DeploymentTracker
 from otel_llm_collector.drift_monitor import HOUR_NS, DriftMonitor
 from otel_llm_collector.history import MetricHistory
 from otel_llm_collector.records import CallRecord
+from otel_llm_collector.slo import SloTracker
 from otel_llm_collector.windows import WindowEngine
 
 TICK_NS: Final = 60 * 1_000_000_000
@@ -55,6 +57,8 @@ class Pipeline:
         deployments: DeploymentTracker | None = None,
         history: MetricHistory | None = None,
         drift: DriftMonitor | None = None,
+        slo: SloTracker | None = None,
+        canary: CanaryCollector | None = None,
         on_events: EventSink | None = None,
         tick_ns: int = TICK_NS,
     ) -> None:
@@ -63,6 +67,8 @@ class Pipeline:
         self.deployments = deployments if deployments is not None else DeploymentTracker()
         self.history = history if history is not None else MetricHistory()
         self.drift = drift if drift is not None else DriftMonitor()
+        self.slo = slo
+        self.canary = canary
         if evaluator is not None and evaluator.annotator is None:
             evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
         self._on_events = on_events
@@ -76,6 +82,12 @@ class Pipeline:
             self.observe_calls(result.calls)
             if self.evaluator is not None:
                 self.drift.observe(result.calls)
+            if self.canary is not None:
+                self.canary.observe_calls(result.calls)
+            slo = self.slo
+            if slo is not None and slo.slos:
+                for call in result.calls:
+                    slo.observe_call(call)
         if self.evaluator is not None:
             latest = max(
                 (c.end_time_ns for c in result.calls),
@@ -104,6 +116,7 @@ class Pipeline:
             "next_tick_ns": self._next_tick_ns,
             "rules": self.evaluator.snapshot() if self.evaluator is not None else None,
             "deployments": self.deployments.to_dict(),
+            "slo": self.slo.snapshot() if self.slo is not None else None,
         }
         return data
 
@@ -115,6 +128,8 @@ class Pipeline:
         self._next_tick_ns = int(saved.get("next_tick_ns") or 0)
         if self.evaluator is not None and isinstance(saved.get("rules"), dict):
             self.evaluator.restore(saved["rules"])
+        if self.slo is not None and isinstance(saved.get("slo"), dict):
+            self.slo.restore(saved["slo"])
         if isinstance(saved.get("deployments"), dict):
             self.deployments = DeploymentTracker.from_dict(saved["deployments"])
             if self.evaluator is not None:
@@ -156,6 +171,8 @@ class Pipeline:
         events = self.evaluator.evaluate(tick, engine.series(), engine_metrics(engine))
         if tick % HOUR_NS == 0:
             events += self.drift.check(tick)
+        if self.slo is not None and self.slo.slos:
+            events += self.slo.evaluate(tick)
         if events:
             self.events_emitted += len(events)
             if self._on_events is not None:

@@ -20,10 +20,12 @@ import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from otel_llm_collector import alert_api, slo_api
 from otel_llm_collector.alerts import AlertEvent
 from otel_llm_collector.canary import CanaryCollector
+from otel_llm_collector.conditions import WindowMetrics
 from otel_llm_collector.config import CollectorSettings
 from otel_llm_collector.evaluator import build_evaluator
 from otel_llm_collector.notify import Alert
@@ -74,6 +76,7 @@ class Alerting:
                 min_interval_seconds=settings.auto_rollback_min_interval_seconds,
                 max_per_day=settings.auto_rollback_max_per_day,
             ),
+            read_metric=self._series_figures,
         )
         self._pipeline: Pipeline | None = None
         self._last_resend_tick = 0
@@ -92,6 +95,8 @@ class Alerting:
 
     def on_events(self, events: list[AlertEvent]) -> None:
         """The pipeline's sink (ingest worker thread): log, route and durably enqueue notifications."""
+        if events:
+            self.tick(max(e.at_ns for e in events))
         if not events:
             return
         events = [self._maybe_roll_back(e) for e in events]
@@ -107,6 +112,41 @@ class Alerting:
                 self.outbox.enqueue_many(notifications)
             except Exception:
                 _logger.exception("could not enqueue %d notifications", len(notifications))
+
+    def _series_figures(self, event: AlertEvent) -> dict[str, Any] | None:
+        """The alerting series' 5-minute figures at the time of the rollback, for the post-mortem."""
+        if self._pipeline is None:
+            return None
+        stats = self._pipeline.engine.window(event.series, "5m")
+        if stats is None:
+            return None
+        return {
+            "calls": stats.count,
+            "error_rate": stats.error_rate,
+            "latency_p95_s": stats.latency_p95_s,
+            "evaluations": {name: ev.mean for name, ev in stats.evaluations.items()},
+        }
+
+    def _recovered(self, event: AlertEvent) -> bool | None:
+        """Did the rule's condition clear on the series now serving (the rolled-back-to version)?"""
+        if self._pipeline is None or self.evaluator is None:
+            return None
+        decision = next((d for d in reversed(self.rollbacks.decisions) if d.alert == event.alertname), None)
+        rule = next((r for r in self.evaluator.rules.rules if r.name == event.rule), None)
+        if decision is None or rule is None or rule.compiled is None:
+            return None
+        series = event.series._replace(prompt_version=decision.to_version)
+        stats = self._pipeline.engine.window(series, rule.window)
+        verdict = rule.compiled.evaluate(WindowMetrics(stats), min_samples=rule.min_samples)
+        return None if verdict.result is None else not verdict.result
+
+    def tick(self, at_ns: int) -> list[AlertEvent]:
+        """Per event-time tick: close the rollbacks' recovery watches (logged and kept for the API)."""
+        for decision in self.rollbacks.check_recovery(at_ns, recovered=self._recovered):
+            _logger.warning(
+                "rollback of %s to %s: %s", decision.prompt, decision.to_version, decision.recovery
+            )
+        return []
 
     def _maybe_roll_back(self, event: AlertEvent) -> AlertEvent:
         """Run the `auto_rollback` action of a firing alert; the decision goes into its annotations."""

@@ -86,8 +86,8 @@ class Decision:
         }
 
 
-MetricReader = Callable[[AlertEvent], float | None]
-"""Reads the alert's metric now (for the snapshot and the recovery check); None without data."""
+MetricReader = Callable[[AlertEvent], Any]
+"""Reads the alerting series' figures now, for the post-mortem snapshot (JSON-compatible); None without."""
 
 
 class RollbackController:
@@ -153,8 +153,8 @@ class RollbackController:
                 "automatic rollback is off for this prompt; manual action needed"
             )
             return
-        value = self._read(event) if self._read is not None else None
-        decision.snapshot = {"metric_value": value, "alert_value": event.value, **dict(event.annotations)}
+        figures = self._read(event) if self._read is not None else None
+        decision.snapshot = {"figures": figures, "alert_value": event.value, **dict(event.annotations)}
         reason = f"{event.alertname} fired at {format_time(event.at_ns)} (value {event.value})"
         if settings.dry_run:
             decision.outcome, decision.reason = "dry_run", f"would roll back: {reason}"

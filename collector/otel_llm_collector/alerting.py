@@ -34,7 +34,7 @@ from otel_llm_collector.outbox import Outbox, OutboxWorker, outbox_path
 from otel_llm_collector.pipeline import Pipeline
 from otel_llm_collector.registry import PromptRegistry, RegistryRollbackTarget
 from otel_llm_collector.rollback import RollbackController, RollbackSettings
-from otel_llm_collector.router import Router
+from otel_llm_collector.router import Request, Response, Router
 from otel_llm_collector.rules import load_default_rules, load_rules
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.slo import SloTracker, load_slos
@@ -168,10 +168,25 @@ class Alerting:
         alert_api.register(router, self._pipeline, lock, self.log, api_token=self.api_token)
         slo_api.register(router, self.slo, self.canary, lock)
 
+        def list_rollbacks(request: Request) -> Response:
+            with lock:
+                decisions = [d.to_dict() for d in self.rollbacks.decisions]
+            return Response.json(200, {"rollbacks": decisions})
+
+        router.add("GET", "/api/v1/rollbacks", list_rollbacks)
+
     def metrics_lines(self) -> list[str]:
         if self._pipeline is None:
             return []
         lines = alert_api.alert_metrics(self._pipeline, self.log)
+        lines += [
+            "# HELP otel_llm_rollbacks_total Automatic rollback decisions by outcome.",
+            "# TYPE otel_llm_rollbacks_total counter",
+        ]
+        for outcome in ("rolled_back", "dry_run", "refused", "failed"):
+            lines.append(
+                f'otel_llm_rollbacks_total{{outcome="{outcome}"}} {self.rollbacks.counts.get(outcome, 0)}'
+            )
         if self.slo.slos:
             lines += self.slo.metrics_text().rstrip("\n").splitlines()
         return lines

@@ -144,5 +144,16 @@ def test_collector_rolls_back_and_the_app_follows(
     assert rolled
     assert rolled[0]["labels"]["alertname"] == "error-rate-rollback"
     assert rolled[0]["annotations"]["rollback_to"] == "1.0.0"
+    decision, *others = _api(http, "/api/v1/rollbacks")["rollbacks"]
+    # The success-rate rule may fire too: it finds 2.0.0 no longer active and leaves it alone.
+    assert all(other["outcome"] == "refused" for other in others)
+    assert (decision["outcome"], decision["from_version"], decision["to_version"]) == (
+        "rolled_back",
+        "2.0.0",
+        "1.0.0",
+    )
+    assert decision["snapshot"]["figures"]["error_rate"] > 0.1
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=30) as response:
+        assert 'otel_llm_rollbacks_total{outcome="rolled_back"} 1' in response.read().decode()
     audit = _api(http, "/api/v1/audit?name=answer")
     assert any(row["action"] == "auto_rollback" for row in audit["audit"])

@@ -130,6 +130,13 @@ def _handled(handler: Callable[[Request], Response]) -> Callable[[Request], Resp
     return wrapper
 
 
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise HttpError(400, f"{name}: expected true or false")
+    return value
+
+
 def register(
     router: Router,
     registry: PromptRegistry,
@@ -184,6 +191,7 @@ def register(
             _string(body, "version"),
             by=_string(body, "by"),
             reason=_string(body, "reason", required=False),
+            deprecate_older=_flag(body, "deprecate_older"),
         )
         return Response.json(200, {"prompt": version.to_dict()})
 

@@ -349,8 +349,14 @@ class PromptRegistry:
             )
             return self._version(name, version)
 
-    def deploy(self, name: str, version: str, *, by: str, reason: str = "") -> PromptVersion:
-        """Make ``version`` active; the previous active version becomes staged and the rollback reference."""
+    def deploy(
+        self, name: str, version: str, *, by: str, reason: str = "", deprecate_older: bool = False
+    ) -> PromptVersion:
+        """Make ``version`` active; the previous active version becomes staged and the rollback reference.
+
+        ``deprecate_older`` also retires every other staged version (never the new rollback reference, so a
+        rollback stays possible): the "deprecate as configured" step of a release process.
+        """
         by = _check_text("by", by, max_chars=MAX_NAME_CHARS)
         reason = _check_text("reason", reason, max_chars=MAX_REASON_CHARS, required=False)
         with self._lock, self._transaction():
@@ -367,6 +373,26 @@ class PromptRegistry:
                     (name, previous.version),
                 )
             rollback_to = previous.version if previous is not None else None
+            if deprecate_older:
+                retired = self._conn.execute(
+                    "SELECT version FROM prompt_versions WHERE name = ? AND status = 'staged'"
+                    " AND version != ? AND version != ?",
+                    (name, version, rollback_to or ""),
+                ).fetchall()
+                for (old,) in retired:
+                    self._conn.execute(
+                        "UPDATE prompt_versions SET status = 'deprecated' WHERE name = ? AND version = ?",
+                        (name, old),
+                    )
+                    self._audit(
+                        name,
+                        old,
+                        "deprecate",
+                        by,
+                        "retired by a deploy",
+                        {"status": "staged"},
+                        {"status": "deprecated"},
+                    )
             self._conn.execute(
                 "UPDATE prompt_versions SET status = 'active', deployed_at = ?, deployed_by = ?,"
                 " rollback_to = ? WHERE name = ? AND version = ?",

@@ -124,3 +124,13 @@ def test_recovery_is_reported_after_the_watch(registry: PromptRegistry) -> None:
     assert controller.check_recovery(T0 + 5 * MINUTE, recovered=lambda event: True) == []
     (done,) = controller.check_recovery(T0 + 11 * MINUTE, recovered=lambda event: True)
     assert done.recovery == "recovered"
+
+
+def test_deploy_can_retire_older_versions_but_keeps_the_rollback_reference(registry: PromptRegistry) -> None:
+    registry.register("answer", "3.0.0", "v3", created_by="dev")
+    registry.deploy("answer", "3.0.0", by="dev", deprecate_older=True)
+    status = {v.version: v.status for v in registry.versions("answer")}
+    assert status == {"1.0.0": "deprecated", "2.0.0": "staged", "3.0.0": "active"}
+    decision = _controller(registry).consider(_alert(T0, version="3.0.0"))
+    assert decision is not None
+    assert (decision.outcome, decision.to_version) == ("rolled_back", "2.0.0")

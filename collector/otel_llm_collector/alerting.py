@@ -32,6 +32,7 @@ from otel_llm_collector.notify import Alert
 from otel_llm_collector.notify_route import Router as NotifyRouter
 from otel_llm_collector.outbox import Outbox, OutboxWorker, outbox_path
 from otel_llm_collector.pipeline import Pipeline
+from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.registry import PromptRegistry, RegistryRollbackTarget
 from otel_llm_collector.rollback import RollbackController, RollbackSettings
 from otel_llm_collector.router import Request, Response, Router
@@ -41,6 +42,43 @@ from otel_llm_collector.slo import SloTracker, load_slos
 from otel_llm_collector.windows import WindowEngine
 
 __all__ = ["Alerting"]
+
+LATENCY_BUDGET_SUSTAIN_NS = 30 * 60 * 1_000_000_000
+
+
+def _budget_event(
+    key: SeriesKey, budget: float, p95: float | None, since_ns: int, at_ns: int, status: str
+) -> AlertEvent:
+    labels = {
+        "alertname": "LatencyOverBudget",
+        "severity": "P3",
+        "service": key.service,
+        "feature": key.feature,
+        "prompt_name": key.prompt_name,
+        "prompt_version": key.prompt_version,
+        "model": key.model,
+    }
+    annotations = {
+        "summary": f"p95 latency of {key.prompt_name} {key.prompt_version} is over its {budget}s budget",
+        "description": "The 15-minute p95 latency has stayed above the budget in the prompt registry for "
+        "30 minutes: flagged for review.",
+        "value": "" if p95 is None else f"{p95:.4g}",
+        "runbook_url": "docs/runbooks/latency.md",
+    }
+    return AlertEvent(
+        status=status,  # type: ignore[arg-type]
+        labels=labels,
+        annotations=annotations,
+        starts_at_ns=since_ns,
+        ends_at_ns=at_ns if status == "resolved" else None,
+        at_ns=at_ns,
+        rule="latency-over-budget",
+        series=key,
+        severity="P3",
+        value=p95,
+        actions=("alert", "flag_for_review"),
+    )
+
 
 _logger = logging.getLogger(__name__)
 
@@ -80,6 +118,7 @@ class Alerting:
         )
         self._pipeline: Pipeline | None = None
         self._last_resend_tick = 0
+        self._over_budget: dict[SeriesKey, tuple[int, bool]] = {}
         counters.gauge("alerts_active", self._active_count)
 
     def _active_count(self) -> float:
@@ -89,14 +128,17 @@ class Alerting:
 
     def pipeline(self, engine: WindowEngine) -> Pipeline:
         self._pipeline = Pipeline(
-            engine, self.evaluator, slo=self.slo, canary=self.canary, on_events=self.on_events
+            engine,
+            self.evaluator,
+            slo=self.slo,
+            canary=self.canary,
+            on_events=self.on_events,
+            on_tick=self.tick,
         )
         return self._pipeline
 
     def on_events(self, events: list[AlertEvent]) -> None:
         """The pipeline's sink (ingest worker thread): log, route and durably enqueue notifications."""
-        if events:
-            self.tick(max(e.at_ns for e in events))
         if not events:
             return
         events = [self._maybe_roll_back(e) for e in events]
@@ -114,18 +156,26 @@ class Alerting:
                 _logger.exception("could not enqueue %d notifications", len(notifications))
 
     def _series_figures(self, event: AlertEvent) -> dict[str, Any] | None:
-        """The alerting series' 5-minute figures at the time of the rollback, for the post-mortem."""
+        """The alerting series' 5-minute figures at the time of the rollback, for the post-mortem, with the
+        canary comparison of the bad version against the one the rollback returns to."""
         if self._pipeline is None:
             return None
         stats = self._pipeline.engine.window(event.series, "5m")
         if stats is None:
             return None
-        return {
+        figures: dict[str, Any] = {
             "calls": stats.count,
             "error_rate": stats.error_rate,
             "latency_p95_s": stats.latency_p95_s,
             "evaluations": {name: ev.mean for name, ev in stats.evaluations.items()},
         }
+        prompt = event.series.prompt_name
+        reference = self.rollbacks.target.rollback_reference(prompt) if prompt else None
+        if reference:
+            report = self.canary.compare(prompt, baseline=reference, candidate=event.series.prompt_version)
+            if report is not None:
+                figures["canary"] = {"verdict": str(report.verdict), "score": report.score}
+        return figures
 
     def _recovered(self, event: AlertEvent) -> bool | None:
         """Did the rule's condition clear on the series now serving (the rolled-back-to version)?"""
@@ -141,12 +191,43 @@ class Alerting:
         return None if verdict.result is None else not verdict.result
 
     def tick(self, at_ns: int) -> list[AlertEvent]:
-        """Per event-time tick: close the rollbacks' recovery watches (logged and kept for the API)."""
+        """Per event-time tick: close the rollbacks' recovery watches, check latency budgets."""
         for decision in self.rollbacks.check_recovery(at_ns, recovered=self._recovered):
             _logger.warning(
                 "rollback of %s to %s: %s", decision.prompt, decision.to_version, decision.recovery
             )
-        return []
+        return self._latency_budgets(at_ns)
+
+    def _latency_budgets(self, at_ns: int) -> list[AlertEvent]:
+        """Flag for review (P3) a prompt version whose 15-minute p95 latency stays above the budget its
+        registry entry declares (`baselines.latency_p95_s`) for 30 minutes of event time."""
+        if self._pipeline is None:
+            return []
+        engine = self._pipeline.engine
+        budgets = {
+            name: (version.version, version.baselines.get("latency_p95_s"))
+            for name, version in self.registry.active_versions().items()
+        }
+        events: list[AlertEvent] = []
+        for key in engine.series():
+            name_version = budgets.get(key.prompt_name)
+            if name_version is None or name_version[1] is None or key.prompt_version != name_version[0]:
+                continue
+            stats = engine.window(key, "15m")
+            over = stats is not None and stats.count >= 20 and (stats.latency_p95_s or 0) > name_version[1]
+            since = self._over_budget.get(key)
+            if not over:
+                if since is not None and since[1]:
+                    events.append(_budget_event(key, name_version[1], None, since[0], at_ns, "resolved"))
+                self._over_budget.pop(key, None)
+                continue
+            if since is None:
+                self._over_budget[key] = (at_ns, False)
+            elif not since[1] and at_ns - since[0] >= LATENCY_BUDGET_SUSTAIN_NS:
+                self._over_budget[key] = (since[0], True)
+                p95 = stats.latency_p95_s if stats is not None else None
+                events.append(_budget_event(key, name_version[1], p95, since[0], at_ns, "firing"))
+        return events
 
     def _maybe_roll_back(self, event: AlertEvent) -> AlertEvent:
         """Run the `auto_rollback` action of a firing alert; the decision goes into its annotations."""

@@ -60,6 +60,7 @@ class Pipeline:
         slo: SloTracker | None = None,
         canary: CanaryCollector | None = None,
         on_events: EventSink | None = None,
+        on_tick: Callable[[int], list[AlertEvent]] | None = None,
         tick_ns: int = TICK_NS,
     ) -> None:
         self.engine = engine
@@ -72,6 +73,7 @@ class Pipeline:
         if evaluator is not None and evaluator.annotator is None:
             evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
         self._on_events = on_events
+        self._on_tick = on_tick
         self._tick_ns = tick_ns
         self._next_tick_ns = 0
         self.events_emitted = 0
@@ -173,6 +175,8 @@ class Pipeline:
             events += self.drift.check(tick)
         if self.slo is not None and self.slo.slos:
             events += self.slo.evaluate(tick)
+        if self._on_tick is not None:
+            events += self._on_tick(tick)
         if events:
             self.events_emitted += len(events)
             if self._on_events is not None:

@@ -8,9 +8,6 @@ through the durable outbox to local HTTP receivers standing in for the chat and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_llm_collector import scenarios
 from otel_llm_collector.testing_receivers import RecordingReceiver
 
+from tests.e2e.collector_process import running_collector
+
 
 @pytest.fixture
 def receiver() -> Iterator[RecordingReceiver]:
@@ -32,58 +31,23 @@ def receiver() -> Iterator[RecordingReceiver]:
 
 @pytest.fixture
 def collector(tmp_path: Path, receiver: RecordingReceiver) -> Iterator[dict[str, str]]:
-    config = tmp_path / "collector.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "otlp_grpc_endpoint": "127.0.0.1:0",
-                "otlp_http_endpoint": "127.0.0.1:0",
-                "http_endpoint": "127.0.0.1:0",
-                "state_dir": str(tmp_path / "state"),
-                "notify": {
-                    "targets": [
-                        {"name": "hook", "kind": "webhook", "url": receiver.url + "/hook"},
-                        {"name": "chat", "kind": "slack", "url_env": "TEST_SLACK_URL"},
-                        {
-                            "name": "page",
-                            "kind": "pagerduty",
-                            "url": receiver.url + "/pagerduty",
-                            "routing_key_env": "TEST_PD_KEY",
-                        },
-                    ]
+    settings = {
+        "notify": {
+            "targets": [
+                {"name": "hook", "kind": "webhook", "url": receiver.url + "/hook"},
+                {"name": "chat", "kind": "slack", "url_env": "TEST_SLACK_URL"},
+                {
+                    "name": "page",
+                    "kind": "pagerduty",
+                    "url": receiver.url + "/pagerduty",
+                    "routing_key_env": "TEST_PD_KEY",
                 },
-            }
-        )
-    )
-    env = {
-        **os.environ,
-        "TEST_SLACK_URL": receiver.url + "/slack",
-        "TEST_PD_KEY": "pd-routing-key",
-        "OTEL_LLM_API_TOKEN": "t0ken",
+            ]
+        }
     }
-    log = (tmp_path / "collector.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_llm_collector.cli", "collector", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=log,  # a file, not a pipe: nobody drains it while the test runs
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("otel-llm collector ready"), line + (tmp_path / "collector.log").read_text()
-        yield dict(part.split("=", 1) for part in line.split()[3:])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
+    env = {"TEST_SLACK_URL": receiver.url + "/slack", "TEST_PD_KEY": "pd-routing-key"}
+    with running_collector(tmp_path, settings, env) as addresses:
+        yield addresses
 
 
 def _get(address: str, path: str) -> Any:

@@ -10,9 +10,6 @@ prompt back to 1.0.0, the app's next span says 1.0.0, and the alert says what wa
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,46 +26,15 @@ from otel_llm_collector import scenarios
 import otel_llm
 from otel_llm.testing.llm_server import LLMServer
 from tests.conftest import Telemetry
+from tests.e2e.collector_process import running_collector
 
 TOKEN = "rollback-token"
 
 
 @pytest.fixture
 def collector(tmp_path: Path) -> Iterator[dict[str, str]]:
-    config = tmp_path / "collector.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "otlp_grpc_endpoint": "127.0.0.1:0",
-                "otlp_http_endpoint": "127.0.0.1:0",
-                "http_endpoint": "127.0.0.1:0",
-                "state_dir": str(tmp_path / "state"),
-            }
-        )
-    )
-    log = (tmp_path / "collector.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_llm_collector.cli", "collector", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env={**os.environ, "OTEL_LLM_API_TOKEN": TOKEN},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("otel-llm collector ready"), (tmp_path / "collector.log").read_text()
-        yield dict(part.split("=", 1) for part in line.split()[3:])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-        log.close()
+    with running_collector(tmp_path, env={"OTEL_LLM_API_TOKEN": TOKEN}) as addresses:
+        yield addresses
 
 
 def _api(address: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otel_llm_collector import prompts_cli, replay, report, rules_cli
+from otel_llm_collector import gate, prompts_cli, replay, report, rules_cli
 from otel_llm_collector.config import ConfigError, load_settings
 
 __all__ = ["build_parser", "main"]
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(subparsers)
     prompts_cli.add_parser(subparsers)
     report.add_parser(subparsers)
+    gate.add_parser(subparsers)
     return parser
 
 

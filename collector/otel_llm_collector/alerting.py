@@ -113,6 +113,7 @@ class Alerting:
                 dry_run=settings.auto_rollback_dry_run,
                 min_interval_seconds=settings.auto_rollback_min_interval_seconds,
                 max_per_day=settings.auto_rollback_max_per_day,
+                recovery_seconds=settings.auto_rollback_recovery_seconds,
             ),
             read_metric=self._series_figures,
         )

@@ -116,6 +116,8 @@ class CollectorSettings(BaseModel):
     """Record what an automatic rollback would have done, change nothing."""
     auto_rollback_min_interval_seconds: float = Field(default=900.0, ge=0)
     auto_rollback_max_per_day: int = Field(default=3, ge=0)
+    auto_rollback_recovery_seconds: float = Field(default=900.0, gt=0)
+    """After a rollback, how long (event time) to wait before checking that the rule's condition cleared."""
     control_reads_need_token: bool = False
     """Whether reading the prompt registry and switches needs the bearer token (`/api/v1/control` never)."""
     api_token_env: str = "OTEL_LLM_API_TOKEN"

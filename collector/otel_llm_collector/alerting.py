@@ -27,13 +27,14 @@ from otel_llm_collector.alerts import AlertEvent
 from otel_llm_collector.canary import CanaryCollector
 from otel_llm_collector.conditions import WindowMetrics
 from otel_llm_collector.config import CollectorSettings
+from otel_llm_collector.correlation import Deployment
 from otel_llm_collector.evaluator import build_evaluator
 from otel_llm_collector.notify import Alert
 from otel_llm_collector.notify_route import Router as NotifyRouter
 from otel_llm_collector.outbox import Outbox, OutboxWorker, outbox_path
 from otel_llm_collector.pipeline import Pipeline
 from otel_llm_collector.records import SeriesKey
-from otel_llm_collector.registry import PromptRegistry, RegistryRollbackTarget
+from otel_llm_collector.registry import PromptRegistry, PromptVersion, RegistryRollbackTarget
 from otel_llm_collector.rollback import RollbackController, RollbackSettings
 from otel_llm_collector.router import Request, Response, Router
 from otel_llm_collector.rules import load_default_rules, load_rules
@@ -241,6 +242,21 @@ class Alerting:
         return dataclasses.replace(
             event, annotations={**event.annotations, **self.rollbacks.annotations(decision)}
         )
+
+    def record_prompt_deployment(self, version: PromptVersion, reason: str, lock: threading.Lock) -> None:
+        """A deploy through the registry API, as a posted deployment for alert correlation: it names who
+        deployed and why, where the telemetry alone only sees a new version appear."""
+        if self._pipeline is None or version.deployed_at is None:
+            return
+        by = version.deployed_by or ""
+        deployment = Deployment(
+            id=f"prompt {version.name} {version.version} by {by}" + (f": {reason}" if reason else ""),
+            time_ns=int(version.deployed_at * 1e9),
+            components={"prompt_name": version.name, "prompt_version": version.version},
+            author=by,
+        )
+        with lock:
+            self._pipeline.record_deployment(deployment)
 
     def api_token(self) -> str | None:
         return os.environ.get(self.settings.api_token_env) or None

@@ -5,17 +5,54 @@ series' merged scope (across prompt versions and models, so a new version has a 
 against every deployment concerning the series in the last hours (`correlation.correlate`). The result
 goes into the alert's annotations: `deployment`, `deployment_confidence`, `deployment_step` and a sentence
 in `correlation`, and is kept for `/api/v1/alerts`.
+
+A statistical verdict needs a few minutes of history after the deployment (`correlation.DEFAULT_MIN_POINTS`).
+A new prompt version or model that is bad from its first minute alerts sooner than that, on a series that did
+not exist before. Then the alert names the deployment that introduced the series' version or model, with
+`deployment_confidence: introduced`: not a measured step but a fact of the series key (every call the alert
+judged was served by what that deployment brought in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Final
 
-from otel_llm_collector.correlation import Confidence, DeploymentTracker, correlate
+from otel_llm_collector.correlation import Confidence, Deployment, DeploymentTracker, correlate
 from otel_llm_collector.history import QUALITY_DOWN_IS_BAD, MetricHistory, merged_scope, series_scope
 from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.rules import Rule
 from otel_llm_collector.spc import Direction
+
+INTRODUCED: Final = "introduced"
+"""`deployment_confidence` when the alerting series is the version or model a deployment introduced."""
+INTRODUCED_LOOKBACK_NS: Final = 6 * 3600 * 1_000_000_000
+POSTED_PREFERENCE_NS: Final = 15 * 60 * 1_000_000_000
+
+
+def introducing_deployment(
+    deployments: Sequence[Deployment], series: SeriesKey, at_ns: int
+) -> Deployment | None:
+    """The latest deployment before `at_ns` (within 6 hours) that brought in the series' prompt version or
+    model; None when the series' version and model predate every deployment in view.
+
+    A posted deployment (the prompt registry's deploy, `POST /api/v1/deployments`) is preferred to the one
+    the telemetry revealed when it came at most 15 minutes before it: it says who deployed and why."""
+    matches = [
+        d
+        for d in deployments
+        if d.time_ns <= at_ns
+        and at_ns - d.time_ns <= INTRODUCED_LOOKBACK_NS
+        and (
+            d.components.get("prompt_version") == series.prompt_version
+            or d.components.get("model") == series.model
+        )
+    ]
+    if not matches:
+        return None
+    latest = max(matches, key=lambda d: d.time_ns)
+    posted = [d for d in matches if not d.automatic and latest.time_ns - d.time_ns <= POSTED_PREFERENCE_NS]
+    return max(posted, key=lambda d: d.time_ns) if posted else latest
 
 
 def adverse_direction(metric: str) -> Direction:
@@ -49,13 +86,17 @@ class DeploymentAnnotator:
         points = self.history.points(merged_scope(series), metric) or self.history.points(
             series_scope(series), metric
         )
-        found = correlate(
-            self.deployments.deployments(series=series),
-            points,
-            adverse=adverse_direction(metric),
-            at_ns=at_ns,
-            metric=metric,
-        )
+        deployments = self.deployments.deployments(series=series)
+        found = correlate(deployments, points, adverse=adverse_direction(metric), at_ns=at_ns, metric=metric)
+        if found is None or found.confidence is Confidence.NONE:
+            introduced = introducing_deployment(deployments, series, at_ns)
+            if introduced is not None:
+                return {
+                    "deployment": introduced.id,
+                    "deployment_confidence": INTRODUCED,
+                    "correlation": f"every call in the alert was served by what {introduced.describe()} "
+                    "introduced",
+                }
         if found is None:
             return {"deployment": "", "deployment_confidence": str(Confidence.NONE)}
         if found.confidence is Confidence.NONE:

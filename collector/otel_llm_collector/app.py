@@ -104,6 +104,9 @@ class App:
             self.switches,
             api_token=self.alerting.api_token,
             reads_need_token=settings.control_reads_need_token,
+            on_deploy=lambda version, reason: self.alerting.record_prompt_deployment(
+                version, reason, self.ingest.engine_lock
+            ),
         )
         self._grpc: GrpcReceiver | None = None
         self._otlp_http: HttpServer | None = None

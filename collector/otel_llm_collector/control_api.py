@@ -44,6 +44,7 @@ from otel_llm_collector.registry import (
     Invalid,
     NotFound,
     PromptRegistry,
+    PromptVersion,
     RegistryError,
     Tampered,
     rfc3339,
@@ -145,8 +146,10 @@ def register(
     api_token: Callable[[], str | None],
     reads_need_token: bool = False,
     clock: Callable[[], float] = time.time,
+    on_deploy: Callable[[PromptVersion, str], None] | None = None,
 ) -> None:
-    """Add the control routes. ``api_token`` is called per request, so a rotated token applies at once."""
+    """Add the control routes. ``api_token`` is called per request, so a rotated token applies at once.
+    ``on_deploy(version, reason)`` hears of every deploy made through the API (deployment correlation)."""
 
     def read_guard(request: Request) -> None:
         if reads_need_token:
@@ -193,6 +196,8 @@ def register(
             reason=_string(body, "reason", required=False),
             deprecate_older=_flag(body, "deprecate_older"),
         )
+        if on_deploy is not None:
+            on_deploy(version, _string(body, "reason", required=False))
         return Response.json(200, {"prompt": version.to_dict()})
 
     def post_rollback(request: Request) -> Response:

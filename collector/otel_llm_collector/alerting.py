@@ -24,7 +24,7 @@ from typing import Any
 
 from otel_llm_collector import alert_api, slo_api
 from otel_llm_collector.alerts import AlertEvent
-from otel_llm_collector.canary import CanaryCollector
+from otel_llm_collector.canary import CanaryCollector, CanaryReport
 from otel_llm_collector.conditions import WindowMetrics
 from otel_llm_collector.config import CollectorSettings
 from otel_llm_collector.correlation import Deployment
@@ -117,6 +117,7 @@ class Alerting:
                 recovery_seconds=settings.auto_rollback_recovery_seconds,
             ),
             read_metric=self._series_figures,
+            canary=self._canary_verdict,
         )
         self._pipeline: Pipeline | None = None
         self._last_resend_tick = 0
@@ -178,6 +179,17 @@ class Alerting:
             if report is not None:
                 figures["canary"] = {"verdict": str(report.verdict), "score": report.score}
         return figures
+
+    def canary_report(
+        self, prompt: str, baseline: str, candidate: str, lock: threading.Lock
+    ) -> CanaryReport | None:
+        """The canary comparison for the API (promotion), read under the ingest worker's lock."""
+        with lock:
+            return self.canary.compare(prompt, baseline=baseline, candidate=candidate)
+
+    def _canary_verdict(self, prompt: str, baseline: str, candidate: str) -> tuple[str, float | None] | None:
+        report = self.canary.compare(prompt, baseline=baseline, candidate=candidate)
+        return None if report is None else (str(report.verdict), report.score)
 
     def _recovered(self, event: AlertEvent) -> bool | None:
         """Did the rule's condition clear on the series now serving (the rolled-back-to version)?"""

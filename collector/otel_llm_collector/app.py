@@ -107,6 +107,9 @@ class App:
             on_deploy=lambda version, reason: self.alerting.record_prompt_deployment(
                 version, reason, self.ingest.engine_lock
             ),
+            canary_report=lambda name, baseline, candidate: self.alerting.canary_report(
+                name, baseline, candidate, self.ingest.engine_lock
+            ),
         )
         self._grpc: GrpcReceiver | None = None
         self._otlp_http: HttpServer | None = None

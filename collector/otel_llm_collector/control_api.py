@@ -7,6 +7,9 @@
     POST /api/v1/prompts/register             {"name", "version", "text", "created_by", "metadata",
                                                "baselines", "auto_rollback"} -> 201; 409 if it exists
     POST /api/v1/prompts/deploy               {"name", "version", "by", "reason"}
+    POST /api/v1/prompts/promote              {"name", "version", "by", "reason", "allow_marginal"}: deploy
+                                               only on the canary verdict `pass` (or `marginal` if allowed)
+                                               against the active version; 409 with the report otherwise
     POST /api/v1/prompts/rollback             {"name", "by", "reason" (required)}; 409 without a reference
     POST /api/v1/prompts/deprecate            {"name", "version", "by", "reason"}
     GET  /api/v1/audit[?name=N]               the registry's audit log, oldest first
@@ -39,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 from otel_llm_collector.alert_api import require_token
+from otel_llm_collector.canary import CanaryReport
 from otel_llm_collector.registry import (
     Conflict,
     Invalid,
@@ -52,7 +56,10 @@ from otel_llm_collector.registry import (
 from otel_llm_collector.router import HttpError, Request, Response, Router
 from otel_llm_collector.switches import KillSwitches
 
-__all__ = ["control_document", "register"]
+__all__ = ["CanaryReader", "control_document", "register"]
+
+CanaryReader = Callable[[str, str, str], CanaryReport | None]
+"""`(prompt, baseline, candidate)` -> the canary comparison of two of its versions, None without data."""
 
 _STATUS: dict[type[RegistryError], int] = {NotFound: 404, Conflict: 409, Invalid: 400, Tampered: 500}
 _MISSING = object()
@@ -147,6 +154,7 @@ def register(
     reads_need_token: bool = False,
     clock: Callable[[], float] = time.time,
     on_deploy: Callable[[PromptVersion, str], None] | None = None,
+    canary_report: CanaryReader | None = None,
 ) -> None:
     """Add the control routes. ``api_token`` is called per request, so a rotated token applies at once.
     ``on_deploy(version, reason)`` hears of every deploy made through the API (deployment correlation)."""
@@ -199,6 +207,32 @@ def register(
         if on_deploy is not None:
             on_deploy(version, _string(body, "reason", required=False))
         return Response.json(200, {"prompt": version.to_dict()})
+
+    def post_promote(request: Request) -> Response:
+        """Deploy a candidate only when the canary comparison with the active version says it is safe."""
+        require_token(request, api_token())
+        body = _json_body(request)
+        name, version = _string(body, "name"), _string(body, "version")
+        by, reason = _string(body, "by"), _string(body, "reason", required=False)
+        accept = ("pass", "marginal") if _flag(body, "allow_marginal") else ("pass",)
+        active = registry.active(name).version
+        report = canary_report(name, active, version) if canary_report is not None else None
+        if report is None:
+            message = (
+                f"no canary data comparing {name} {version} with the active {active}: serve both at once "
+                "(e.g. a share of traffic on the candidate) before promoting"
+            )
+            return Response.json(409, {"error": message, "canary": None})
+        if report.verdict not in accept:
+            message = f"canary verdict {report.verdict} for {name} {version} against {active}: not promoted"
+            return Response.json(409, {"error": message, "canary": report.to_dict()})
+        why = f"promoted on canary {report.verdict} (score {report.score:.0f})" + (
+            f": {reason}" if reason else ""
+        )
+        promoted = registry.deploy(name, version, by=by, reason=why)
+        if on_deploy is not None:
+            on_deploy(promoted, why)
+        return Response.json(200, {"prompt": promoted.to_dict(), "canary": report.to_dict()})
 
     def post_rollback(request: Request) -> Response:
         require_token(request, api_token())
@@ -261,6 +295,7 @@ def register(
     router.add("GET", "/api/v1/prompts/active", _handled(get_active))
     router.add("POST", "/api/v1/prompts/register", _handled(post_register))
     router.add("POST", "/api/v1/prompts/deploy", _handled(post_deploy))
+    router.add("POST", "/api/v1/prompts/promote", _handled(post_promote))
     router.add("POST", "/api/v1/prompts/rollback", _handled(post_rollback))
     router.add("POST", "/api/v1/prompts/deprecate", _handled(post_deprecate))
     router.add("GET", "/api/v1/audit", _handled(get_audit))

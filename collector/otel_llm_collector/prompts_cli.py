@@ -6,6 +6,7 @@
     otel-llm prompts register NAME VERSION --file prompt.txt [--metadata JSON] [--baseline quality=0.85]...
                              [--auto-rollback]
     otel-llm prompts deploy NAME VERSION [--reason TEXT]
+    otel-llm prompts promote NAME VERSION [--reason TEXT] [--allow-marginal]   (deploy on canary pass)
     otel-llm prompts rollback NAME --reason TEXT
     otel-llm prompts deprecate NAME VERSION [--reason TEXT]
     otel-llm prompts audit [NAME]
@@ -192,6 +193,23 @@ def _deploy(args: argparse.Namespace) -> None:
     _print(args, answer, f"deployed {_describe(answer['prompt'])}")
 
 
+def _promote(args: argparse.Namespace) -> None:
+    body = {
+        "name": args.name,
+        "version": args.version,
+        "by": args.by,
+        "reason": args.reason,
+        "allow_marginal": args.allow_marginal,
+    }
+    answer = _request(args, "POST", "/api/v1/prompts/promote", body=body)
+    canary = answer["canary"]
+    _print(
+        args,
+        answer,
+        f"promoted {_describe(answer['prompt'])} on canary {canary['verdict']} (score {canary['score']:.0f})",
+    )
+
+
 def _rollback(args: argparse.Namespace) -> None:
     body = {"name": args.name, "by": args.by, "reason": args.reason}
     answer = _request(args, "POST", "/api/v1/prompts/rollback", body=body)
@@ -330,6 +348,11 @@ def add_parser(subparsers: Any) -> None:
     deploy.add_argument("name")
     deploy.add_argument("version")
     deploy.add_argument("--reason", default="")
+    promote = command("promote", "deploy a version if the canary analysis passes it", _promote)
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--reason", default="")
+    promote.add_argument("--allow-marginal", action="store_true", help="accept a marginal canary verdict")
     rollback = command("rollback", "go back to the version active before", _rollback)
     rollback.add_argument("name")
     rollback.add_argument("--reason", required=True, help="why (recorded in the audit log)")

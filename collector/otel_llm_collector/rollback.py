@@ -8,8 +8,12 @@ decides, then acts through the prompt registry:
 2. safeguards: at least `min_interval_seconds` (15 minutes) since the last automatic rollback of that
    prompt, at most `max_per_day` (3) in the trailing 24 hours; beyond that it is manual only, and the
    decision says so (it goes into the alert's annotations);
-3. in `dry_run` mode it records what it would have done and changes nothing;
-4. otherwise it snapshots the series' figures for the post-mortem, switches the active version
+3. the canary comparison, when there is one: if the alerting version is judged no worse than the rollback
+   reference on every metric compared (canary verdict `pass`), rolling back would not help (the regression
+   is not the version's: a provider, data or traffic change hits both), so it is refused, manual only;
+   `marginal`, `fail` and `inconclusive` let the rule's verdict stand;
+4. in `dry_run` mode it records what it would have done and changes nothing;
+5. otherwise it snapshots the series' figures for the post-mortem, switches the active version
    (`registry.rollback(..., automatic=True)`, audited by the registry), and starts a recovery watch: after
    `recovery_seconds` of event time the alert's metric is read again and the rollback is reported as
    recovered or not.
@@ -89,6 +93,9 @@ class Decision:
 MetricReader = Callable[[AlertEvent], Any]
 """Reads the alerting series' figures now, for the post-mortem snapshot (JSON-compatible); None without."""
 
+CanaryVerdict = Callable[[str, str, str], tuple[str, float | None] | None]
+"""`(prompt, baseline, candidate) -> (verdict, score)` of the canary comparison; None without one."""
+
 
 class RollbackController:
     def __init__(
@@ -97,11 +104,13 @@ class RollbackController:
         settings: RollbackSettings | None = None,
         *,
         read_metric: MetricReader | None = None,
+        canary: CanaryVerdict | None = None,
         max_decisions: int = 500,
     ) -> None:
         self.target = target
         self.settings = settings or RollbackSettings()
         self._read = read_metric
+        self._canary = canary
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
         self._history: dict[str, list[int]] = {}
         self._watch: list[tuple[int, Decision, AlertEvent]] = []
@@ -151,6 +160,14 @@ class RollbackController:
             decision.reason = (
                 f"{len(recent)} automatic rollbacks of {prompt} in 24 hours (limit {settings.max_per_day}): "
                 "automatic rollback is off for this prompt; manual action needed"
+            )
+            return
+        canary = self._canary(prompt, reference, decision.from_version) if self._canary is not None else None
+        if canary is not None and canary[0] == "pass":
+            decision.outcome = "refused"
+            decision.reason = (
+                f"canary: {decision.from_version} is no worse than {reference} on every metric compared "
+                f"(score {canary[1]:.0f}): rolling back would not help; manual action needed"
             )
             return
         figures = self._read(event) if self._read is not None else None

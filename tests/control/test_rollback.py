@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 from otel_llm_collector.alerts import AlertEvent
-from otel_llm_collector.records import SeriesKey
+from otel_llm_collector.canary import CanaryCollector
+from otel_llm_collector.records import CallRecord, SeriesKey
 from otel_llm_collector.registry import PromptRegistry, RegistryRollbackTarget
 from otel_llm_collector.rollback import RollbackController, RollbackSettings
 
@@ -134,3 +136,55 @@ def test_deploy_can_retire_older_versions_but_keeps_the_rollback_reference(regis
     decision = _controller(registry).consider(_alert(T0, version="3.0.0"))
     assert decision is not None
     assert (decision.outcome, decision.to_version) == ("rolled_back", "2.0.0")
+
+
+def _canary_traffic(canary: CanaryCollector, version: str, *, error_rate: float, seed: int) -> None:
+    rng = random.Random(seed)
+    series = SeriesKey("support-bot", "support-answer", "answer", version, "gpt-4o-mini")
+    for i in range(600):
+        canary.observe_call(
+            CallRecord(
+                series,
+                T0 + i,
+                rng.lognormvariate(0.0, 0.3),
+                "t",
+                f"{version}-{i}",
+                error_type="Timeout" if rng.random() < error_rate else "",
+            )
+        )
+
+
+def _guarded(registry: PromptRegistry, canary: CanaryCollector) -> RollbackController:
+    def verdict(prompt: str, baseline: str, candidate: str) -> tuple[str, float | None] | None:
+        report = canary.compare(prompt, baseline=baseline, candidate=candidate)
+        return None if report is None else (str(report.verdict), report.score)
+
+    return RollbackController(RegistryRollbackTarget(registry), canary=verdict)
+
+
+def test_no_rollback_when_the_canary_finds_the_version_no_worse(registry: PromptRegistry) -> None:
+    # Both versions served at once and both failed as often: an outage under both, not the version's fault.
+    canary = CanaryCollector()
+    _canary_traffic(canary, "1.0.0", error_rate=0.3, seed=1)
+    _canary_traffic(canary, "2.0.0", error_rate=0.3, seed=2)
+    decision = _guarded(registry, canary).consider(_alert(T0))
+    assert decision is not None
+    assert decision.outcome == "refused"
+    assert decision.reason.startswith("canary: 2.0.0 is no worse than 1.0.0")
+    assert "manual action needed" in decision.reason
+    assert registry.active("answer").version == "2.0.0"
+
+
+def test_the_rollback_goes_ahead_when_the_canary_blames_the_version(registry: PromptRegistry) -> None:
+    canary = CanaryCollector()
+    _canary_traffic(canary, "1.0.0", error_rate=0.01, seed=1)
+    _canary_traffic(canary, "2.0.0", error_rate=0.3, seed=2)
+    decision = _guarded(registry, canary).consider(_alert(T0))
+    assert decision is not None
+    assert decision.outcome == "rolled_back"
+    assert registry.active("answer").version == "1.0.0"
+    # Without canary data for the reference, the rule's verdict stands too.
+    registry.deploy("answer", "2.0.0", by="dev")
+    empty = _guarded(registry, CanaryCollector()).consider(_alert(T0 + 30 * MINUTE))
+    assert empty is not None
+    assert empty.outcome == "rolled_back"

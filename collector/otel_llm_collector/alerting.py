@@ -18,12 +18,14 @@ import dataclasses
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from otel_llm_collector import alert_api, slo_api
+from otel_llm_collector import alert_api, control_metrics, slo_api
 from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.calibration import CalibrationMonitor
 from otel_llm_collector.canary import CanaryCollector, CanaryReport
 from otel_llm_collector.conditions import WindowMetrics
 from otel_llm_collector.config import CollectorSettings
@@ -40,6 +42,7 @@ from otel_llm_collector.router import Request, Response, Router
 from otel_llm_collector.rules import load_default_rules, load_rules
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.slo import SloTracker, load_slos
+from otel_llm_collector.switches import Switch
 from otel_llm_collector.windows import WindowEngine
 
 __all__ = ["Alerting"]
@@ -106,6 +109,7 @@ class Alerting:
         self.worker = OutboxWorker(self.outbox)
         self.slo = SloTracker(load_slos(settings.slo_file) if settings.slo_file else [])
         self.canary = CanaryCollector(dimension="prompt_version")
+        self.calibration = CalibrationMonitor(settings.calibration)
         self.registry = PromptRegistry(state_dir)
         self.rollbacks = RollbackController(
             RegistryRollbackTarget(self.registry),
@@ -205,12 +209,17 @@ class Alerting:
         return None if verdict.result is None else not verdict.result
 
     def tick(self, at_ns: int) -> list[AlertEvent]:
-        """Per event-time tick: close the rollbacks' recovery watches, check latency budgets."""
+        """Per event-time tick: close the rollbacks' recovery watches, check latency budgets and the
+        calibration of predicted quality."""
         for decision in self.rollbacks.check_recovery(at_ns, recovered=self._recovered):
             _logger.warning(
                 "rollback of %s to %s: %s", decision.prompt, decision.to_version, decision.recovery
             )
-        return self._latency_budgets(at_ns)
+        events = self._latency_budgets(at_ns)
+        if self._pipeline is not None:
+            predicted = self.registry.predicted_quality()
+            events += self.calibration.evaluate(at_ns, predicted, self._pipeline.engine)
+        return events
 
     def _latency_budgets(self, at_ns: int) -> list[AlertEvent]:
         """Flag for review (P3) a prompt version whose 15-minute p95 latency stays above the budget its
@@ -285,7 +294,9 @@ class Alerting:
 
         router.add("GET", "/api/v1/rollbacks", list_rollbacks)
 
-    def metrics_lines(self) -> list[str]:
+    def metrics_lines(self, switches: Iterable[Switch] = ()) -> list[str]:
+        """Alert, rollback, SLO, calibration and canary families, and the kill switches in `switches`.
+        Call it under the ingest worker's lock; read `switches` (`KillSwitches.list()`) before taking it."""
         if self._pipeline is None:
             return []
         lines = alert_api.alert_metrics(self._pipeline, self.log)
@@ -299,6 +310,13 @@ class Alerting:
             )
         if self.slo.slos:
             lines += self.slo.metrics_text().rstrip("\n").splitlines()
+        lines += self.calibration.metrics_lines()
+        lines += control_metrics.kill_switch_lines(switches)
+        lines += control_metrics.canary_metric_lines(
+            self.canary,
+            self._pipeline.engine,
+            active_versions=lambda: {n: v.version for n, v in self.registry.active_versions().items()},
+        )
         return lines
 
     def start(self) -> None:

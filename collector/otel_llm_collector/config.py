@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from otel_llm_collector.calibration import CalibrationSettings
 from otel_llm_collector.notify_config import NotifySettings
 
 __all__ = ["CollectorSettings", "ConfigError", "ForwardTarget", "load_settings", "parse_endpoint"]
@@ -118,6 +119,8 @@ class CollectorSettings(BaseModel):
     auto_rollback_max_per_day: int = Field(default=3, ge=0)
     auto_rollback_recovery_seconds: float = Field(default=900.0, gt=0)
     """After a rollback, how long (event time) to wait before checking that the rule's condition cleared."""
+    calibration: CalibrationSettings = CalibrationSettings()
+    """The calibration loop: predicted quality (registry `baselines.quality`) against measured quality."""
     control_reads_need_token: bool = False
     """Whether reading the prompt registry and switches needs the bearer token (`/api/v1/control` never)."""
     api_token_env: str = "OTEL_LLM_API_TOKEN"

@@ -502,6 +502,20 @@ class PromptRegistry:
                     continue
         return found
 
+    def predicted_quality(self) -> dict[tuple[str, str], float]:
+        """`(name, version) -> baselines.quality` of every live version (not deprecated) that declares one:
+        the predictions the calibration loop checks. One query; the text is neither read nor verified."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT name, version, baselines FROM prompt_versions WHERE status != 'deprecated'"
+            ).fetchall()
+        found: dict[tuple[str, str], float] = {}
+        for row in rows:
+            quality = json.loads(row["baselines"]).get("quality")
+            if isinstance(quality, int | float):
+                found[(row["name"], row["version"])] = float(quality)
+        return found
+
     def rollback_candidate(self, name: str) -> PromptVersion:
         """Where `rollback` would go: the active version's reference, checked to exist, be live and intact.
 

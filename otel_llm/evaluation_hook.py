@@ -4,8 +4,12 @@
     otel_llm.enable_evaluation([my_judge], sample_rate=0.5)
     otel_llm.disable_evaluation()                        # drains and stops the worker
 
-Zero-code: `OTEL_LLM_EVALUATORS=groundedness,refusal` (and `OTEL_LLM_EVALUATION_SAMPLE_RATE=0.1`) make
-`instrument()` enable it. The hook runs on the app's thread when a call ends; it builds the evaluator's
+Zero-code: `OTEL_LLM_EVALUATORS=groundedness,refusal,leak` (and `OTEL_LLM_EVALUATION_SAMPLE_RATE=0.1`) make
+`instrument()` enable it. Evaluators marked `every_call` (the `leak` scanner: a leak must not be sampled
+away) run on a second worker at sample rate 1.0, whatever the sample rate of the others (the workers'
+counters add up: a call offered to both counts twice in `otel_llm.evaluation.submitted`).
+
+The hook runs on the app's thread when a call ends; it builds the evaluator's
 input (request messages, answer text, `llm_context(retrieved_context=...)`) and hands it to the worker,
 which decides sampling and never blocks. Evaluation results are emitted as `gen_ai.evaluation.result` log
 records carrying the call's span context, so the collector joins them to the call's series.
@@ -21,18 +25,25 @@ from otel_llm.call import LLMCall, add_completion_hook, remove_completion_hook
 from otel_llm.evaluation_worker import EvaluationWorker
 from otel_llm.evaluators import EvaluationInput, Evaluator, groundedness, refusal
 from otel_llm.finisher import finisher
+from otel_llm.leaks import leak
 from otel_llm.wire import ResponseInfo
 
 _log = logging.getLogger(__name__)
 
-LOCAL_EVALUATORS: dict[str, Evaluator] = {"groundedness": groundedness, "refusal": refusal}
+LOCAL_EVALUATORS: dict[str, Evaluator] = {"groundedness": groundedness, "refusal": refusal, "leak": leak}
 
 _worker: EvaluationWorker | None = None
+_every_call_worker: EvaluationWorker | None = None
+"""Runs the evaluators marked `every_call` on every finished call, unsampled."""
+
+
+def _every_call(evaluator: Evaluator) -> bool:
+    return getattr(evaluator, "every_call", False) is True
 
 
 def _on_call_end(call: LLMCall, info: ResponseInfo | None) -> None:
-    worker = _worker
-    if worker is None:
+    worker, every_call_worker = _worker, _every_call_worker
+    if worker is None and every_call_worker is None:
         return
     messages = call.request.messages
     data = EvaluationInput(
@@ -44,36 +55,49 @@ def _on_call_end(call: LLMCall, info: ResponseInfo | None) -> None:
         response_id=(info.response_id if info is not None else "") or None,
         error_type=call.error_type or None,
     )
-    worker.submit(data, call.span.get_span_context())
+    span_context = call.span.get_span_context()
+    for target in (worker, every_call_worker):
+        if target is not None:
+            target.submit(data, span_context)
 
 
 def enable_evaluation(
     evaluators: Sequence[Evaluator] | None = None, *, sample_rate: float = 0.1, **options: Any
 ) -> EvaluationWorker:
-    """Start a worker running `evaluators` (default: the two local ones) on a sample of finished calls."""
-    global _worker
+    """Start a worker running `evaluators` (default: groundedness and refusal) on a sample of finished calls.
+
+    Evaluators marked `every_call` get a worker of their own at sample rate 1.0. Returns the sampled worker,
+    or the every-call one when every evaluator is marked.
+    """
+    global _worker, _every_call_worker
     disable_evaluation()
-    _worker = EvaluationWorker(
-        list(evaluators) if evaluators is not None else list(LOCAL_EVALUATORS.values()),
-        sample_rate=sample_rate,
-        **options,
-    )
+    chosen: list[Evaluator] = list(evaluators) if evaluators is not None else [groundedness, refusal]
+    sampled = [e for e in chosen if not _every_call(e)]
+    unsampled = [e for e in chosen if _every_call(e)]
+    if unsampled:
+        _every_call_worker = EvaluationWorker(unsampled, sample_rate=1.0, **options)
+    if sampled or not unsampled:
+        _worker = EvaluationWorker(sampled, sample_rate=sample_rate, **options)
     add_completion_hook(_on_call_end)
-    return _worker
+    worker = _worker if _worker is not None else _every_call_worker
+    assert worker is not None
+    return worker
 
 
 def disable_evaluation(timeout_seconds: float = 5.0) -> None:
     """Stop evaluating; what is queued is drained within `timeout_seconds`."""
-    global _worker
+    global _worker, _every_call_worker
     finisher.flush(timeout_seconds)  # calls already ended still reach the evaluators
     remove_completion_hook(_on_call_end)
-    worker, _worker = _worker, None
-    if worker is not None:
-        worker.shutdown(timeout_seconds=timeout_seconds)
+    workers = (_worker, _every_call_worker)
+    _worker = _every_call_worker = None
+    for worker in workers:
+        if worker is not None:
+            worker.shutdown(timeout_seconds=timeout_seconds)
 
 
 def enable_from_env(env: Mapping[str, str]) -> EvaluationWorker | None:
-    """`OTEL_LLM_EVALUATORS=groundedness,refusal`; unknown names and bad rates are logged and ignored."""
+    """`OTEL_LLM_EVALUATORS=groundedness,refusal,leak`; unknown names and bad rates are logged and ignored."""
     names = [n.strip() for n in env.get("OTEL_LLM_EVALUATORS", "").split(",") if n.strip()]
     if not names:
         return None

@@ -32,8 +32,9 @@ follow Kleene's logic: `False and unknown` is False, `True or unknown` is True, 
 unknown is unknown. An unknown result is the rule's "insufficient data" state, never "fine".
 
 Count metrics (`call_count`, `error_count`, `cost_total`, `tokens_total{kind}`, `tool_calls`,
-`eval_samples{name}`) are exact totals, zero when nothing happened; `min_samples` does not apply to them.
-Every other metric is an estimate from a sample, unknown below `min_samples` (see `METRICS`).
+`eval_samples{name}`, `eval_fail_count{name}`) are exact totals, zero when nothing happened; `min_samples`
+does not apply to them. Every other metric is an estimate from a sample, unknown below `min_samples` (see
+`METRICS`).
 """
 
 from __future__ import annotations
@@ -203,6 +204,14 @@ METRICS: Final[dict[str, MetricSpec]] = {
         True,
         lambda s, n: Measurement(e.samples if (e := s.evaluations.get(n)) else 0, s.count),
         "evaluation results in the window",
+    ),
+    "eval_fail_count": MetricSpec(
+        "evaluation",
+        True,
+        lambda s, n: Measurement(
+            round(e.fail_rate * e.samples) if (e := s.evaluations.get(n)) else 0, s.count
+        ),
+        "evaluation results labelled `fail` in the window (`eval_fail_count{leak} > 0`: any leak)",
     ),
     "feedback_positive_rate": MetricSpec(
         "", False, lambda s, _: _evaluation(s, "user_feedback", "mean"), "thumbs-up share (user_feedback)"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 import wrapt
 from opentelemetry import context as otel_context
@@ -150,12 +150,20 @@ class Hooks:
         call.finish_body(getattr(response, "status_code", 0), b"")
 
 
+_MODEL_CALL_OPERATIONS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+"""Operations of a span that is itself a model call. `invoke_agent`, `create_agent` and `execute_tool` spans
+are parents of model calls, not model calls: a call made inside them gets its own span."""
+
+
 def _foreign_genai_span_active() -> bool:
+    """Whether the current span is another instrumentation's span for this very model call."""
     span = trace.get_current_span()
     if not span.is_recording():
         return False
     attributes = getattr(span, "attributes", None)
-    return bool(attributes) and attr.GEN_AI_OPERATION_NAME in attributes  # type: ignore[operator]
+    if not attributes:
+        return False
+    return attributes.get(attr.GEN_AI_OPERATION_NAME) in _MODEL_CALL_OPERATIONS
 
 
 def _enrich_foreign_span(context_attributes: dict[str, Any], hash_input: Any) -> None:

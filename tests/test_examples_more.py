@@ -98,6 +98,7 @@ def _agent_trace(
         spans = telemetry.finished()
     (root,) = [s for s in spans if s.name == f"invoke_agent {agent.AGENT_NAME}"]
     assert root.parent is None
+    assert (root.attributes or {})["gen_ai.operation.name"] == "invoke_agent"
     assert root.context is not None
     children = sorted((s for s in spans if s is not root), key=lambda s: s.start_time or 0)
     return answer, root, children, server

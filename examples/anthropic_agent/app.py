@@ -156,9 +156,8 @@ class AgentAnswer:
 
 def ask(client: anthropic.Anthropic, question: str, *, tracer: Tracer) -> AgentAnswer:
     """Run the agent loop for one question, in one `invoke_agent` span."""
-    # No `gen_ai.operation.name` here: otel_llm takes a current span that has one for another
-    # instrumentation's model-call span and would enrich it instead of tracing the call itself.
     attributes = {
+        gen_ai.GEN_AI_OPERATION_NAME: "invoke_agent",
         gen_ai.GEN_AI_AGENT_NAME: AGENT_NAME,
         gen_ai.GEN_AI_PROVIDER_NAME: "anthropic",
         gen_ai.GEN_AI_REQUEST_MODEL: MODEL,

@@ -100,3 +100,19 @@ def test_anthropic_sdk_native_spans_when_asked_for_are_enriched_not_duplicated(
     assert chat[0].instrumentation_scope is not None
     assert chat[0].instrumentation_scope.name != "otel_llm"
     assert (chat[0].attributes or {})["otel_llm.feature"] == "agent"
+
+
+@pytest.mark.parametrize("operation", ["invoke_agent", "execute_tool", "create_agent"])
+def test_a_call_inside_an_agent_or_tool_span_gets_its_own_chat_span(
+    telemetry: Telemetry, llm_server: LLMServer, operation: str
+) -> None:
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    with tracer.start_as_current_span(f"{operation} refund-agent") as parent:
+        parent.set_attribute("gen_ai.operation.name", operation)
+        with openai.OpenAI(base_url=llm_server.openai_base_url, api_key="t", max_retries=0) as client:
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    chat = telemetry.only_call()
+    assert chat.parent is not None
+    assert chat.parent.span_id == parent.get_span_context().span_id
+    [agent] = [s for s in telemetry.finished() if s.name == f"{operation} refund-agent"]
+    assert "otel_llm.enriched" not in (agent.attributes or {})

@@ -267,9 +267,10 @@ class App:
         unknown = [window for window in windows if window not in WINDOW_NAMES]
         if unknown:
             raise HttpError(400, f"window: expected one of {', '.join(WINDOW_NAMES)}, got {unknown[0]!r}")
+        switches = self.switches.list()  # SQLite: read before taking the ingest lock
         with self.ingest.engine_lock:  # only the reading races with ingest; formatting happens outside
             figures = exposition.collect(self.engine, windows)
-            alert_lines = self.alerting.metrics_lines()
+            alert_lines = self.alerting.metrics_lines(switches)
         text = exposition.format_metrics(figures, self_metrics=self.counters.snapshot())
         text += "\n".join(alert_lines) + "\n"
         return Response.text(200, text, exposition.CONTENT_TYPE)

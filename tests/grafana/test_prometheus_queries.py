@@ -9,25 +9,19 @@ feature over OTLP/gRPC with the real protobuf stub:
 - prompt `v3`: as bad as v2 but only 5 calls: the min-samples guards must keep it quiet.
 
 A real Prometheus (`/usr/bin/prometheus`, 1s scrape interval) scrapes `/metrics`; every panel target and
-variable of every dashboard, every expression of the Prometheus rule file and every query of the Grafana
-alerting file then goes through `/api/v1/query`, and an empty result or an error fails the test. Alert
-expressions must select v2 and never v1 or v3.
+variable of the window dashboards (`TRAFFIC_DASHBOARDS`), every expression of the Prometheus rule file and
+every query of the Grafana alerting file then goes through `/api/v1/query`, and an empty result or an error
+fails the test. Alert expressions must select v2 and never v1 or v3.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import selectors
-import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,14 +35,24 @@ from opentelemetry.util.types import AttributeValue
 from otel_llm_collector.testing import SECOND_NS, SpanRecorder, genai_attributes
 
 from otel_llm import attributes as A
+from tests.grafana.prometheus_stack import (
+    GRAFANA,
+    PROMETHEUS,
+    ROOT,
+    TRAFFIC_DASHBOARDS,
+    finite,
+    get_json,
+    label_values,
+    panel_queries,
+    poll,
+    query,
+    running_prometheus,
+    stop,
+    variable_queries,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-GRAFANA = ROOT / "grafana"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-OTEL_LLM = ROOT / ".venv" / "bin" / "otel-llm"
 EVALUATIONS = ("faithfulness", "answer_relevance", "hallucination", "toxicity", "refusal", "user_feedback")
 WAIT_SECONDS = 30.0
-VARIABLE_VALUES = {"window": "5m", "__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 
 pytestmark = pytest.mark.skipif(
     not Path(PROMETHEUS).is_file(), reason=f"the prometheus binary is absent ({PROMETHEUS})"
@@ -154,18 +158,6 @@ def send(target: str, requests: Sequence[ExportTraceServiceRequest]) -> None:
 
 
 # --- processes ----------------------------------------------------------------------------------------
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def _ready_line(process: subprocess.Popen[str], deadline: float) -> str:
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
@@ -176,23 +168,6 @@ def _ready_line(process: subprocess.Popen[str], deadline: float) -> str:
                 if line.startswith("otel-llm collector ready"):
                     return line
     raise AssertionError(f"the collector did not report ready (exit code {process.poll()})")
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
-def _poll(what: str, check: Callable[[], bool], deadline: float) -> None:
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError as exc:
-            last_error = exc
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_error})")
 
 
 @dataclass(frozen=True)
@@ -218,110 +193,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         text=True,
         cwd=ROOT,
     )
-    prometheus: subprocess.Popen[str] | None = None
-    prometheus_log = (tmp / "prometheus.log").open("w")
     try:
         addresses = dict(kv.split("=", 1) for kv in _ready_line(collector, deadline).split()[3:])
         http = addresses["http"]
         send(addresses["otlp_grpc"], traffic(time.time_ns()))
-        _poll(
+        poll(
             "the collector to window the traffic",
-            lambda: len(_get_json(f"http://{http}/api/v1/series?window=5m")["series"]) == 3,
+            lambda: len(get_json(f"http://{http}/api/v1/series?window=5m")["series"]) == 3,
             deadline,
         )
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "scrape_configs": [{"job_name": "otel-llm", "static_configs": [{"targets": [http]}]}],
-        }
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
-        prometheus = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=prometheus_log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        scraped = "min(count_over_time(otel_llm_calls_total[1m])) >= 3 and count(otel_llm_calls_total) == 3"
-
-        def ready() -> bool:
-            assert prometheus is not None
-            assert prometheus.poll() is None, (tmp / "prometheus.log").read_text()
-            return bool(_query(url, scraped))
-
-        _poll("Prometheus to scrape the collector three times", ready, deadline)
-        yield Stack(url, http)
+        with running_prometheus(tmp, http) as prometheus:
+            scraped = (
+                "min(count_over_time(otel_llm_calls_total[1m])) >= 3 and count(otel_llm_calls_total) == 3"
+            )
+            poll(
+                "Prometheus to scrape the collector three times",
+                lambda: bool(prometheus.query(scraped)),
+                deadline,
+            )
+            yield Stack(prometheus.url, http)
     finally:
-        if prometheus is not None:
-            _stop(prometheus)
-        _stop(collector)
+        stop(collector)
         collector_log.close()
-        prometheus_log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
-    """Run an instant query; an error status fails the test, the result vector is returned."""
-    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        body = _get_json(url)
-    except urllib.error.HTTPError as exc:
-        raise AssertionError(f"{exc.code} {exc.read().decode()} for:\n{expr}") from None
-    assert body["status"] == "success", body
-    assert body["data"]["resultType"] == "vector", body["data"]["resultType"]
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
 
 
 # --- the expressions we ship ----------------------------------------------------------------------------
-def substitute(expr: str) -> str:
-    """Grafana's template variables: every series variable as `.*` (All), the rest a real value."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        return VARIABLE_VALUES.get(name, ".*")
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
-
-
-def _dashboards() -> list[tuple[str, dict[str, Any]]]:
-    return [(p.stem, json.loads(p.read_text())) for p in sorted((GRAFANA / "dashboards").glob("*.json"))]
-
-
-def panel_queries() -> list[tuple[str, str]]:
-    out = []
-    for board, dashboard in _dashboards():
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                out.append((f"{board}: {panel['title']} [{target['refId']}]", substitute(target["expr"])))
-        for annotation in dashboard["annotations"]["list"]:
-            out.append((f"{board}: annotation {annotation['name']}", substitute(annotation["expr"])))
-    return out
-
-
-def variable_queries() -> list[tuple[str, str, str]]:
-    """(id, series selector, label) of every `label_values(selector, label)` variable."""
-    out = []
-    for board, dashboard in _dashboards():
-        for variable in dashboard["templating"]["list"]:
-            if variable["type"] != "query":
-                continue
-            match = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
-            assert match is not None, variable["definition"]
-            out.append((f"{board}: ${variable['name']}", substitute(match.group(1)), match.group(2)))
-    return out
-
-
 def _rule_groups() -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = yaml.safe_load((GRAFANA / "alerts" / "otel-llm-rules.yaml").read_text())[
         "groups"
@@ -381,53 +277,52 @@ def _versions(result: Sequence[Mapping[str, Any]]) -> set[str]:
     return {sample["metric"].get("prompt_version", "") for sample in result}
 
 
-def _finite(result: Sequence[Mapping[str, Any]]) -> list[float]:
-    return [v for v in (float(sample["value"][1]) for sample in result) if v == v and abs(v) != float("inf")]
-
-
 # --- tests ----------------------------------------------------------------------------------------------
 def test_the_traffic_carries_every_evaluation_the_panels_use(stack: Stack) -> None:
-    series = _get_json(f"http://{stack.collector_http}/api/v1/series?window=5m")["series"]
+    series = get_json(f"http://{stack.collector_http}/api/v1/series?window=5m")["series"]
     for row in series:
         assert set(row["evaluations"]) == set(EVALUATIONS), row["series"]
         assert row["ttfc_s"]["p95"] is not None, row["series"]
         assert row["errors"] > 0, row["series"]
-    for panel in panel_queries():
+    for panel in panel_queries(TRAFFIC_DASHBOARDS):
         for name in re.findall(r'evaluation="(\w+)"', panel[1]):
             assert name in EVALUATIONS, panel
 
 
-@pytest.mark.parametrize(("panel", "expr"), panel_queries(), ids=[p for p, _ in panel_queries()])
+@pytest.mark.parametrize(
+    ("panel", "expr"),
+    panel_queries(TRAFFIC_DASHBOARDS),
+    ids=[p for p, _ in panel_queries(TRAFFIC_DASHBOARDS)],
+)
 def test_every_dashboard_query_returns_data(stack: Stack, panel: str, expr: str) -> None:
-    result = _query(stack.prometheus_url, expr)
+    result = query(stack.prometheus_url, expr)
     assert result, f"{panel}: empty result for\n{expr}"
-    assert _finite(result), f"{panel}: no finite value in {result}"
+    assert finite(result), f"{panel}: no finite value in {result}"
 
 
 @pytest.mark.parametrize(
-    ("variable", "selector", "label"), variable_queries(), ids=[v[0] for v in variable_queries()]
+    ("variable", "selector", "label"),
+    variable_queries(TRAFFIC_DASHBOARDS),
+    ids=[v[0] for v in variable_queries(TRAFFIC_DASHBOARDS)],
 )
 def test_every_dashboard_variable_has_values(stack: Stack, variable: str, selector: str, label: str) -> None:
-    url = f"{stack.prometheus_url}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
-        {"match[]": selector}
+    assert label_values(stack.prometheus_url, selector, label), (
+        f"{variable}: no values of {label} in {selector}"
     )
-    body = _get_json(url)
-    assert body["status"] == "success", body
-    assert body["data"], f"{variable}: no values of {label} in {selector}"
 
 
 @pytest.mark.parametrize(("record", "expr"), recording_rules(), ids=[r for r, _ in recording_rules()])
 def test_recording_rules_return_data(stack: Stack, record: str, expr: str) -> None:
-    result = _query(stack.prometheus_url, expr)
+    result = query(stack.prometheus_url, expr)
     assert {sample["metric"]["evaluation"] for sample in result} >= {"hallucination", "toxicity", "refusal"}
-    assert all(0.0 <= v <= 1.0 for v in _finite(result)), result
+    assert all(0.0 <= v <= 1.0 for v in finite(result)), result
 
 
 @pytest.mark.parametrize(("alert", "expr"), alert_rules(), ids=[a for a, _ in alert_rules()])
 def test_every_alert_selects_the_incident_and_spares_healthy_and_sparse_series(
     stack: Stack, alert: str, expr: str
 ) -> None:
-    result = _query(stack.prometheus_url, _inline_recordings(expr))
+    result = query(stack.prometheus_url, _inline_recordings(expr))
     assert result, f"{alert}: empty result for\n{expr}"
     assert _versions(result) == {"v2"}, f"{alert}: {result}"
     assert "window" not in result[0]["metric"], "alerts must be per series, not per window"
@@ -439,7 +334,7 @@ def test_every_alert_selects_the_incident_and_spares_healthy_and_sparse_series(
 def test_every_grafana_alert_query_returns_data_and_its_condition_selects_the_incident(
     stack: Stack, title: str, expr: str, op: str, threshold: float
 ) -> None:
-    result = _query(stack.prometheus_url, expr)
+    result = query(stack.prometheus_url, expr)
     assert result, f"{title}: empty result for\n{expr}"
     assert "v3" not in _versions(result), f"{title}: the min-samples guard let the sparse series through"
     firing = {

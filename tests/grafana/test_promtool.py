@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.grafana.prometheus_stack import CONTROL_DASHBOARDS, TRAFFIC_DASHBOARDS
+
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "grafana"
 ALERTS = GRAFANA / "alerts"
@@ -34,7 +36,15 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertman
 SERIES_LABELS = ("service", "feature", "prompt_name", "prompt_version", "model")
 SEVERITIES = {"P0", "P1", "P2", "P3"}
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-VARIABLES = {"service": "service", "feature": "feature", "prompt": "prompt_name", "version": "prompt_version"}
+VARIABLES = {
+    "service": "service",
+    "feature": "feature",
+    "prompt": "prompt_name",
+    "version": "prompt_version",
+    "model": "model",
+}
+BUILTIN_VARIABLES = {"__rate_interval", "__interval", "__range"}
+PANEL_TYPES = {"row", "timeseries", "stat", "table", "state-timeline"}
 
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian: prometheus)")
 
@@ -150,8 +160,10 @@ def test_rules_mirror_the_default_severity_matrix() -> None:
 
 
 # --- dashboards -----------------------------------------------------------------------------------------
-def test_the_expected_dashboards_exist() -> None:
-    assert [p.name for p in DASHBOARDS] == ["llm-quality.json", "operations.json", "tokens-cost.json"]
+def test_the_expected_dashboards_exist_and_each_is_proven_by_a_live_stack() -> None:
+    names = [p.stem for p in DASHBOARDS]
+    assert names == ["alerts-actions", "llm-quality", "operations", "slo", "tokens-cost"]
+    assert sorted([*TRAFFIC_DASHBOARDS, *CONTROL_DASHBOARDS]) == names
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -172,13 +184,15 @@ def test_dashboard_is_importable_json_with_unique_panel_ids(path: Path) -> None:
     assert dashboard["title"].startswith("otel-llm / ")
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids)), f"duplicate panel ids in {path.name}"
-    assert {panel["type"] for panel in dashboard["panels"]} <= {"row", "timeseries", "stat"}
+    assert {panel["type"] for panel in dashboard["panels"]} <= PANEL_TYPES
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
         if panel["type"] != "row":
             assert panel["targets"], panel["title"]
             assert all(t["expr"].strip() for t in panel["targets"]), panel["title"]
+            ref_ids = [t["refId"] for t in panel["targets"]]
+            assert len(ref_ids) == len(set(ref_ids)), panel["title"]
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -190,15 +204,33 @@ def test_dashboard_uses_only_the_ds_prometheus_datasource(path: Path) -> None:
     assert "datasourceUid" not in path.read_text()
 
 
+def _expressions(dashboard: dict[str, Any]) -> list[str]:
+    targets = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    return targets + [a["expr"] for a in dashboard["annotations"]["list"]]
+
+
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_dashboard_variables_come_from_label_values_of_a_real_metric(path: Path) -> None:
-    variables = {v["name"]: v for v in json.loads(path.read_text())["templating"]["list"]}
+def test_dashboard_variables_are_defined_and_come_from_label_values_of_a_real_metric(path: Path) -> None:
+    dashboard = json.loads(path.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["DS_PROMETHEUS"]["type"] == "datasource"
-    for name, label in {**VARIABLES, "model": "model"}.items():
-        query = variables[name]["definition"]
-        assert re.fullmatch(rf"label_values\(otel_llm_window_calls(\{{[^}}]*\}})?, {label}\)", query), query
-        assert variables[name]["query"]["query"] == query
-        assert variables[name]["allValue"] == ".*"
+    used = {m[0] or m[1] for e in _expressions(dashboard) for m in re.findall(r"\$\{(\w+)\}|\$(\w+)", e)}
+    assert used - BUILTIN_VARIABLES <= set(variables), used - BUILTIN_VARIABLES - set(variables)
+    for name, variable in variables.items():
+        if variable["type"] != "query":
+            continue
+        query = variable["definition"]
+        assert re.fullmatch(r"label_values\(otel_llm_\w+(\{[^}]*\})?, \w+\)", query), query
+        assert variable["query"]["query"] == query
+        assert variable["allValue"] == ".*"
+        assert name in used, f"{name} filters nothing"
+    if used & set(VARIABLES):
+        # A dashboard on series filters by every series label, from the series the collector sees.
+        for name, label in VARIABLES.items():
+            query = variables[name]["definition"]
+            assert re.fullmatch(rf"label_values\(otel_llm_window_calls(\{{[^}}]*\}})?, {label}\)", query), (
+                query
+            )
 
 
 # --- Grafana provisioning and alerting ------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The ``otel-llm`` command line: ``otel-llm collector [--config FILE] [flags]``.
 
-Subcommands are registered in `build_parser` (``rules``, ``replay``, ``prompts`` join ``collector``
-there); each sets a ``run`` function on its namespace that returns the exit code. Flags override the config
-file, which overrides the defaults (see `otel_llm_collector.config`). A bad flag or setting prints one
-line naming it and exits with status 2, the argparse convention for usage errors.
+Subcommands are registered in `build_parser` (``rules``, ``replay``, ``prompts``, ``switches``, ``report``,
+``gate`` and ``slo`` join ``collector`` there); each sets a ``run`` function on its namespace that returns
+the exit code. Flags override the config file, which overrides the defaults (see
+`otel_llm_collector.config`). A bad flag or setting prints one line naming it and exits with status 2, the
+argparse convention for usage errors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otel_llm_collector import gate, prompts_cli, replay, report, rules_cli
+from otel_llm_collector import gate, prompts_cli, replay, report, rules_cli, slo_cli
 from otel_llm_collector.config import ConfigError, load_settings
 
 __all__ = ["build_parser", "main"]
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     prompts_cli.add_parser(subparsers)
     report.add_parser(subparsers)
     gate.add_parser(subparsers)
+    slo_cli.add_parser(subparsers)
     return parser
 
 

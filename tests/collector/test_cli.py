@@ -71,3 +71,14 @@ def test_flags_parse_into_settings_overrides() -> None:
 def test_rules_subcommand_is_registered(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rules", "check", "--default"]) == 0
     assert "rules OK" in capsys.readouterr().out
+
+
+def test_slo_subcommand_is_registered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slos = Path(__file__).resolve().parents[2] / "grafana" / "alerts" / "slos.yaml"
+    out = tmp_path / "rules.yaml"
+    assert main(["slo", "render-rules", "--slo-file", str(slos), "--output", str(out)]) == 0
+    assert "slo:sli_error:ratio_rate5m" in out.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("slos: [{name: x, kind: nope}]")
+    assert main(["slo", "check", "--slo-file", str(bad)]) == 2
+    assert "bad.yaml" in capsys.readouterr().err

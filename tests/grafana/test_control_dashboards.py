@@ -14,13 +14,15 @@ state the panels show, only through its public interfaces:
 Then a real Prometheus (`/usr/bin/prometheus`, 1s scrape interval) scrapes `/metrics`, and every panel
 target, annotation and variable of `CONTROL_DASHBOARDS` goes through its HTTP API: an empty result, a value
 that is not finite or a query error fails the test. A few figures are checked against what the state
-above must give.
+above must give, and the whole page passes `promtool check metrics`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -222,3 +224,15 @@ def test_the_rollback_the_alerts_and_the_release_policies(stack: Stack) -> None:
         "answer-latency": "normal",
         "answer-faithfulness": "freeze",
     }
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (Debian: prometheus)")
+def test_the_live_page_with_every_family_passes_promtool(stack: Stack) -> None:
+    with urllib.request.urlopen(f"http://{stack.collector_http}/metrics", timeout=10) as response:
+        page = response.read().decode()
+    for family in ("otel_llm_kill_switch_active", "otel_llm_canary_verdict", "otel_llm_slo_burn_rate"):
+        assert f"# TYPE {family} gauge" in page, family
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=page, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -77,6 +77,8 @@ class Pipeline:
         self._tick_ns = tick_ns
         self._next_tick_ns = 0
         self.events_emitted = 0
+        self._tick_alerts: dict[str, AlertEvent] = {}
+        """Pending or firing alerts of the tick's other sources (SLOs, `on_tick`), by fingerprint."""
 
     # --- WindowSink ---------------------------------------------------------------------------------
     def apply(self, result: DecodeResult) -> None:
@@ -138,10 +140,10 @@ class Pipeline:
                 self.evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
 
     def active_alerts(self) -> list[AlertEvent]:
-        """Alerts now pending or firing: the rules' and the drift monitor's."""
+        """Alerts now pending or firing: the rules', the drift monitor's, the SLOs' and `on_tick`'s."""
         if self.evaluator is None:
             return []
-        return [*self.evaluator.active_alerts(), *self.drift.active()]
+        return [*self.evaluator.active_alerts(), *self.drift.active(), *self._tick_alerts.values()]
 
     # --- deployments ----------------------------------------------------------------------------------
     def observe_calls(self, calls: Iterable[CallRecord]) -> None:
@@ -173,10 +175,17 @@ class Pipeline:
         events = self.evaluator.evaluate(tick, engine.series(), engine_metrics(engine))
         if tick % HOUR_NS == 0:
             events += self.drift.check(tick)
+        others: list[AlertEvent] = []
         if self.slo is not None and self.slo.slos:
-            events += self.slo.evaluate(tick)
+            others += self.slo.evaluate(tick)
         if self._on_tick is not None:
-            events += self._on_tick(tick)
+            others += self._on_tick(tick)
+        for event in others:
+            if event.status in ("pending", "firing"):
+                self._tick_alerts[event.fingerprint] = event
+            else:
+                self._tick_alerts.pop(event.fingerprint, None)
+        events += others
         if events:
             self.events_emitted += len(events)
             if self._on_events is not None:

@@ -58,6 +58,9 @@ def test_an_overestimated_version_is_flagged_for_review_after_the_sustain(tmp_pa
         assert 'prompt_version="1.0.0"' in delta
         assert 'evaluation="faithfulness",window="1h"' in delta
         assert float(delta.rsplit(" ", 1)[1]) == pytest.approx(-0.20, abs=0.03)
+        # The flag is listed among the active alerts (`otel_llm_alert`, `/api/v1/alerts`).
+        [active] = [line for line in lines if line.startswith('otel_llm_alert{alertname="CalibrationDrift"')]
+        assert 'state="firing"' in active
     finally:
         alerting.stop()
 

@@ -6,7 +6,9 @@
     write_jsonl(scenario, "incident.jsonl")       # OTLP JSON lines, as the Collector's file exporter writes
 
 A `Scenario` is a list of `Phase`s over simulated time: call rate, share of calls evaluated, the
-distributions of faithfulness, latency, errors and tokens, and the service and prompt version serving.
+distributions of faithfulness, latency, errors and tokens, and the service and prompt version serving. A
+phase may split its calls into `Segment`s of one segment label (`otel_llm.segment.<segment_name>`), each
+with its share of the calls and, if it differs, its own faithfulness.
 Calls are spread evenly over each second with seeded noise, batched into one request per `batch_seconds`
 of event time (a span's evaluation scores ride on it as `gen_ai.evaluation.result` span events). Same
 seed, same bytes.
@@ -56,6 +58,16 @@ _INPUT_TOKENS = constant(1200.0)
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One value of a phase's segment label: its share of the calls, and its faithfulness if it differs."""
+
+    value: str
+    share: float
+    faithfulness: Curve | None = None
+    """None: the phase's."""
+
+
+@dataclass(frozen=True)
 class Phase:
     """Traffic from `start_ns` until the next phase (or the scenario's end)."""
 
@@ -74,6 +86,9 @@ class Phase:
     model: str = "gpt-4o-mini"
     refusal_rate: Curve = _NO_REFUSALS
     input_tokens: Curve = _INPUT_TOKENS
+    segment_name: str = ""
+    segments: tuple[Segment, ...] = ()
+    """Shares should add up to 1; calls past the last share go to the last segment."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +174,12 @@ def _add_span(
     span: PbSpan, s: Scenario, phase: Phase, end_ns: int, serial: int, rng: random.Random, offset_ns: int = 0
 ) -> None:
     latency = max(0.05, rng.gauss(phase.latency_s(end_ns), phase.latency_s(end_ns) * phase.latency_sd_share))
+    faithfulness = phase.faithfulness
+    segment: Segment | None = None
+    if phase.segments:  # only then: scenarios without segments draw the same numbers as before
+        segment = _pick(phase.segments, rng.random())
+        if segment.faithfulness is not None:
+            faithfulness = segment.faithfulness
     failed = rng.random() < phase.error_rate(end_ns)
     output_tokens = max(1, int(rng.gauss(phase.output_tokens(end_ns), phase.output_tokens(end_ns) * 0.1)))
     input_tokens = max(1, int(rng.gauss(phase.input_tokens(end_ns), phase.input_tokens(end_ns) * 0.05)))
@@ -179,6 +200,8 @@ def _add_span(
         _kv(A.FEATURE, s.feature),
         _kv(A.SERVER_ADDRESS, "api.openai.com"),
     ]
+    if segment is not None:
+        attrs.append(_kv(A.SEGMENT_PREFIX + phase.segment_name, segment.value))
     if failed:
         attrs.append(_kv(A.ERROR_TYPE, "500"))
         span.status.code = PbStatus.STATUS_CODE_ERROR
@@ -192,13 +215,21 @@ def _add_span(
         ]
     span.attributes.extend(attrs)
     if not failed and rng.random() < phase.evaluated_share:
-        score = min(1.0, max(0.0, rng.gauss(phase.faithfulness(end_ns), phase.faithfulness_sd)))
+        score = min(1.0, max(0.0, rng.gauss(faithfulness(end_ns), phase.faithfulness_sd)))
         t_ns = end_ns + offset_ns
         _evaluation(span, t_ns, "faithfulness", score, "pass" if score >= 0.7 else "fail", response_id)
         refused = rng.random() < phase.refusal_rate(end_ns)
         _evaluation(
             span, t_ns, "refusal", 1.0 if refused else 0.0, "fail" if refused else "pass", response_id
         )
+
+
+def _pick(segments: tuple[Segment, ...], draw: float) -> Segment:
+    for segment in segments:
+        draw -= segment.share
+        if draw < 0:
+            return segment
+    return segments[-1]
 
 
 def _evaluation(span: PbSpan, t_ns: int, name: str, score: float, label: str, response_id: str) -> None:
@@ -354,6 +385,29 @@ def input_drift(*, seed: int = 31) -> Scenario:
     return Scenario(name="input_drift", phases=(base, bigger), end_ns=at(14, 0), seed=seed, batch_seconds=30)
 
 
+def segment_disparity(*, seed: int = 37) -> Scenario:
+    """Four locales share one feature (2 calls/s, 30% evaluated). From 10:00 German answers lose their
+    grounding (faithfulness ~0.55, a broken German document index) while the others stay at ~0.88. The
+    feature's mean stays near 0.81, above every series threshold: only a comparison by segment sees it."""
+    locales = (Segment("en", 0.5), Segment("de", 0.2), Segment("fr", 0.2), Segment("es", 0.1))
+    broken = tuple(replace(s, faithfulness=constant(0.55)) if s.value == "de" else s for s in locales)
+    base = Phase(
+        start_ns=at(8, 0), calls_per_second=2.0, evaluated_share=0.3, segment_name="locale", segments=locales
+    )
+    return Scenario(
+        name="segment_disparity",
+        phases=(base, replace(base, start_ns=at(10, 0), segments=broken)),
+        end_ns=at(11, 30),
+        seed=seed,
+        expectations={
+            "segment": ("locale", "de"),
+            "from_ns": at(10, 0),
+            "fire_by_ns": at(10, 30),
+            "pages": 0,
+        },
+    )
+
+
 SUITE: Final = {
     "blind_spot": blind_spot,
     "normal_week": normal_week,
@@ -363,4 +417,5 @@ SUITE: Final = {
     "two_deployments": two_deployments,
     "refusal_spike": refusal_spike,
     "input_drift": input_drift,
+    "segment_disparity": segment_disparity,
 }

@@ -8,12 +8,13 @@
 Segments are the few labels an app puts on its calls (`llm_context(segments={"locale": "de"})` becomes the
 span attribute `otel_llm.segment.locale`), such as locale or customer tier. A feature whose mean quality
 looks fine can still fail one segment badly: German answers at 0.55 faithfulness hide in a feature mean of
-0.81 when a fifth of the traffic is German. Series rules cannot see that; this tracker compares segments.
+0.81 when a fifth of the traffic is German. Thresholds on the series cannot see that (a trend detector may
+see the mean move, without naming the segment); this tracker compares segments.
 
 What is compared. For each (service, feature, evaluation name, segment name), each value's pass rate (the
 share of its labelled evaluations not labelled `fail`) over the last `window_seconds` of event time, against
 the pass rate of all other values of that segment together ("the rest"). Evaluations without a label are
-not counted (they are counted in `records["unlabelled"]`). A value is flagged when
+left out (counted in `records["unlabelled"]`). A value is flagged when
 
 1. it and the rest each have at least `min_samples` labelled evaluations in the window,
 2. its pass rate is below the rest's by at least `min_difference` (absolute: 0.10 is ten points), and
@@ -28,7 +29,7 @@ not flagged for `keep_firing_for_seconds` (its data gone, or back within bounds)
 
 Alerts (P2 by default, `alertname=SegmentDisparity`): labels `service`, `feature`, `evaluation`, `segment`,
 `segment_value`; annotations `summary`, `description`, `segment_pass_rate`, `rest_pass_rate`, `difference`
-with its 95%-style Newcombe interval (`difference_low`, `difference_high`, at `confidence`), `p_value`,
+with its two-sided Newcombe interval at `confidence` (`difference_low`, `difference_high`), `p_value`,
 `segment_samples`, `rest_samples`, the mean scores of both sides when the evaluations have scores, and
 `window`. `group_key` names the (service, feature, evaluation, segment), so two bad locales are one incident.
 

@@ -388,7 +388,7 @@ def input_drift(*, seed: int = 31) -> Scenario:
 def segment_disparity(*, seed: int = 37) -> Scenario:
     """Four locales share one feature (2 calls/s, 30% evaluated). From 10:00 German answers lose their
     grounding (faithfulness ~0.55, a broken German document index) while the others stay at ~0.88. The
-    feature's mean stays near 0.81, above every series threshold: only a comparison by segment sees it."""
+    feature's mean stays near 0.81, above every series threshold: only a comparison by segment names it."""
     locales = (Segment("en", 0.5), Segment("de", 0.2), Segment("fr", 0.2), Segment("es", 0.1))
     broken = tuple(replace(s, faithfulness=constant(0.55)) if s.value == "de" else s for s in locales)
     base = Phase(

@@ -190,7 +190,8 @@ class DisparityTracker:
         self._newest_ns = 0
         self._last_at_ns = 0
         self.records: dict[str, int] = dict.fromkeys(_OUTCOMES, 0)
-        """Labelled evaluations by what became of them (see the module docstring)."""
+        """Evaluation results by what became of them: `counted`, `other` and `dropped_cells` once per segment
+        label of the call; `too_old`, `unmatched` and `unlabelled` once per evaluation."""
 
     # --- input ----------------------------------------------------------------------------------------
     def observe(self, result: DecodeResult) -> None:
@@ -477,7 +478,11 @@ class DisparityTracker:
                 "One-sided p-value of the segment value passing less often than the rest.",
                 [],
             ),
-            "otel_llm_segment_records_total": ("counter", "Labelled evaluations by outcome.", []),
+            "otel_llm_segment_records_total": (
+                "counter",
+                "Evaluation results seen by the segment comparison, by outcome.",
+                [],
+            ),
         }
         for f in self.figures(at_ns):
             labels = ",".join(

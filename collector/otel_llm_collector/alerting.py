@@ -30,6 +30,7 @@ from otel_llm_collector.canary import CanaryCollector, CanaryReport
 from otel_llm_collector.conditions import WindowMetrics
 from otel_llm_collector.config import CollectorSettings
 from otel_llm_collector.correlation import Deployment
+from otel_llm_collector.disparity import DisparitySettings, DisparityTracker
 from otel_llm_collector.evaluator import build_evaluator
 from otel_llm_collector.notify import Alert
 from otel_llm_collector.notify_route import Router as NotifyRouter
@@ -110,6 +111,7 @@ class Alerting:
         self.slo = SloTracker(load_slos(settings.slo_file) if settings.slo_file else [])
         self.canary = CanaryCollector(dimension="prompt_version")
         self.calibration = CalibrationMonitor(settings.calibration)
+        self.disparity: DisparityTracker | None = None
         self.registry = PromptRegistry(state_dir)
         self.rollbacks = RollbackController(
             RegistryRollbackTarget(self.registry),
@@ -134,6 +136,22 @@ class Alerting:
         return float(sum(1 for e in self.evaluator.active_alerts() if e.status == "firing"))
 
     def pipeline(self, engine: WindowEngine) -> Pipeline:
+        config = self.settings.segment_disparity
+        self.disparity = (
+            DisparityTracker(
+                DisparitySettings(
+                    window_seconds=config.window_seconds,
+                    confidence=config.confidence,
+                    min_difference=config.min_difference,
+                    min_samples=config.min_samples,
+                    max_values_per_segment=config.max_values,
+                    max_cells=config.max_cells,
+                ),
+                join=engine.join,
+            )
+            if config.enabled
+            else None
+        )
         self._pipeline = Pipeline(
             engine,
             self.evaluator,
@@ -141,6 +159,7 @@ class Alerting:
             canary=self.canary,
             on_events=self.on_events,
             on_tick=self.tick,
+            disparity=self.disparity,
         )
         return self._pipeline
 
@@ -311,6 +330,8 @@ class Alerting:
         if self.slo.slos:
             lines += self.slo.metrics_text().rstrip("\n").splitlines()
         lines += self.calibration.metrics_lines()
+        if self.disparity is not None:
+            lines += self.disparity.metrics_text().rstrip("\n").splitlines()
         lines += control_metrics.kill_switch_lines(switches)
         lines += control_metrics.canary_metric_lines(
             self.canary,

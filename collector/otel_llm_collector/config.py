@@ -78,6 +78,30 @@ class ForwardTarget(BaseModel):
         return _check_endpoint(value)
 
 
+class SegmentDisparityConfig(BaseModel):
+    """The ``segment_disparity:`` section: quality per app-chosen segment against the rest of its group."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    window_seconds: float = Field(default=3600.0, ge=60)
+    min_difference: float = Field(default=0.10, ge=0, lt=1)
+    """Smallest pass-rate gap (absolute) worth a P2."""
+    confidence: float = Field(default=0.99, ge=0.5, lt=1)
+    """One-sided level of the two-proportion test, before the division by the number of values tested."""
+    min_samples: int = Field(default=30, ge=1)
+    max_values: int = Field(default=20, ge=1)
+    """Distinct values per segment name; the rest fold into ``__other__`` (never alerted on)."""
+    max_cells: int = Field(default=2000, ge=1)
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _whole_minutes(cls, value: float) -> float:
+        if value % 60:
+            raise ValueError("expected whole minutes (a multiple of 60)")
+        return value
+
+
 class CollectorSettings(BaseModel):
     """All settings of ``otel-llm collector``."""
 
@@ -119,6 +143,8 @@ class CollectorSettings(BaseModel):
     auto_rollback_max_per_day: int = Field(default=3, ge=0)
     auto_rollback_recovery_seconds: float = Field(default=900.0, gt=0)
     """After a rollback, how long (event time) to wait before checking that the rule's condition cleared."""
+    segment_disparity: SegmentDisparityConfig = SegmentDisparityConfig()
+    """Segment disparity (`otel_llm_collector.disparity`): a P2 when one segment's quality lags the rest."""
     calibration: CalibrationSettings = CalibrationSettings()
     """The calibration loop: predicted quality (registry `baselines.quality`) against measured quality."""
     control_reads_need_token: bool = False

@@ -31,7 +31,9 @@ from otel_llm_collector.annotate import DeploymentAnnotator
 from otel_llm_collector.canary import CanaryCollector
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.correlation import Deployment, DeploymentTracker
+from otel_llm_collector.disparity import DisparityTracker
 from otel_llm_collector.drift_monitor import HOUR_NS, DriftMonitor
+from otel_llm_collector.findings import FindingsAnnotator
 from otel_llm_collector.history import MetricHistory
 from otel_llm_collector.records import CallRecord
 from otel_llm_collector.slo import SloTracker
@@ -61,6 +63,7 @@ class Pipeline:
         canary: CanaryCollector | None = None,
         on_events: EventSink | None = None,
         on_tick: Callable[[int], list[AlertEvent]] | None = None,
+        disparity: DisparityTracker | None = None,
         tick_ns: int = TICK_NS,
     ) -> None:
         self.engine = engine
@@ -70,8 +73,11 @@ class Pipeline:
         self.drift = drift if drift is not None else DriftMonitor()
         self.slo = slo
         self.canary = canary
+        self.disparity = disparity
+        self.findings = FindingsAnnotator(engine.join)
         if evaluator is not None and evaluator.annotator is None:
-            evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
+            self.findings.inner = DeploymentAnnotator(self.deployments, self.history)
+            evaluator.annotator = self.findings
         self._on_events = on_events
         self._on_tick = on_tick
         self._tick_ns = tick_ns
@@ -82,6 +88,9 @@ class Pipeline:
 
     # --- WindowSink ---------------------------------------------------------------------------------
     def apply(self, result: DecodeResult) -> None:
+        self.findings.observe(result)
+        if self.disparity is not None:
+            self.disparity.observe(result)
         if result.calls:
             self.observe_calls(result.calls)
             if self.evaluator is not None:
@@ -106,8 +115,12 @@ class Pipeline:
                 tick = self._next_tick_ns
                 before, result = _split(result, tick)
                 self.engine.apply(before)
+                if before.evaluations:  # after the windows: the join index knows the batch's calls
+                    self.drift.observe_evaluations(before.evaluations, self.engine.join.lookup)
                 self._evaluate(tick)
         self.engine.apply(result)
+        if result.evaluations and self.evaluator is not None:
+            self.drift.observe_evaluations(result.evaluations, self.engine.join.lookup)
 
     def advance_watermark(self, now_ns: int) -> None:
         self.engine.advance_watermark(now_ns)
@@ -137,7 +150,8 @@ class Pipeline:
         if isinstance(saved.get("deployments"), dict):
             self.deployments = DeploymentTracker.from_dict(saved["deployments"])
             if self.evaluator is not None:
-                self.evaluator.annotator = DeploymentAnnotator(self.deployments, self.history)
+                self.findings.inner = DeploymentAnnotator(self.deployments, self.history)
+                self.evaluator.annotator = self.findings
 
     def active_alerts(self) -> list[AlertEvent]:
         """Alerts now pending or firing: the rules', the drift monitor's, the SLOs' and `on_tick`'s."""
@@ -175,6 +189,8 @@ class Pipeline:
         events = self.evaluator.evaluate(tick, engine.series(), engine_metrics(engine))
         if tick % HOUR_NS == 0:
             events += self.drift.check(tick)
+        if self.disparity is not None:
+            events += self.disparity.evaluate(tick)
         others: list[AlertEvent] = []
         if self.slo is not None and self.slo.slos:
             others += self.slo.evaluate(tick)

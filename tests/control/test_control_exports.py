@@ -32,7 +32,7 @@ EXPECTED = {
         "check_kind",
         "check_value",
     ],
-    control_api: ["control_document", "register"],
+    control_api: ["CanaryReader", "control_document", "register"],
     prompts_cli: ["DEFAULT_URL", "TOKEN_ENV", "add_parser", "main"],
 }
 

@@ -1,14 +1,15 @@
-"""Evaluators: plain callables from a finished call to a quality score, and two that need no network.
+"""Evaluators: plain callables from a finished call to a quality score, and three that need no network.
 
 An evaluator is any callable `(EvaluationInput) -> EvaluationOutcome | None` (the `Evaluator` protocol).
 It runs on the evaluation worker's thread, off the request path, so it may take milliseconds (or call a
 judge model); it may raise, and the worker counts and logs that. `None` means "cannot judge this call"
 (no context, empty answer, a failed call) and records nothing.
 
-The two shipped evaluators are cheap lexical heuristics. They catch blunt regressions (a price that is not
-in the documents, a prompt change that makes the model refuse) and are meant to be watched as rates over
-many calls, not trusted on a single answer. Their agreement with hand labels on a small set
-(`tests/instrumentation/data/eval_set.jsonl`) and their blind spots are in `docs/evaluators.md`.
+The three shipped here are cheap lexical heuristics. They catch blunt regressions (a price that is not in
+the documents, a prompt change that makes the model refuse or drift off the question) and are meant to be
+watched as rates over many calls, not trusted on a single answer. Their agreement with hand labels on two
+small sets (`tests/instrumentation/data/eval_set.jsonl`, `judge_set.jsonl`) and their blind spots are in
+`docs/evaluators.md`. Judge-model evaluators for the same qualities are in `otel_llm.judge`.
 
 `groundedness` -> evaluation `faithfulness`, score in [0, 1]: the share of answer sentences supported by
 the retrieved context. A sentence is supported when at least 60% of its content words (lower-cased,
@@ -29,6 +30,15 @@ that", "I'm unable to provide...", "As an AI...", "I must decline"), else 0.0 / 
     Cannot judge: refusals in other languages or worded freshly ("That's outside what I can discuss"),
     partial answers that quietly leave out what was asked, and a quoted refusal inside a helpful answer
     (counted as a refusal).
+
+`relevance` -> evaluation `answer_relevance`, score in [0, 1]: the share of the content words of the
+question (the last user message; stemmed as above) that occur in the answer. Label `pass` at 0.5 or more.
+A question without content words ("Why?") is not judged.
+
+    Can judge: answers about another subject than the one asked about (the wrong product, the wrong
+    document retrieved).
+    Cannot judge: correct answers that share no word with the question ("What is the battery life?" ->
+    "It lasts 40 hours"), synonyms, yes/no answers, and off-topic answers that repeat the question's words.
 """
 
 from __future__ import annotations
@@ -44,8 +54,11 @@ __all__ = [
     "Evaluator",
     "Groundedness",
     "Refusal",
+    "Relevance",
     "groundedness",
+    "question_of",
     "refusal",
+    "relevance",
 ]
 
 
@@ -60,6 +73,7 @@ class EvaluationInput:
     """The retrieved documents the answer should rest on (as given to `llm_context`)."""
     model: str | None = None
     feature: str | None = None
+    tenant: str | None = None
     response_id: str | None = None
     error_type: str | None = None
 
@@ -134,24 +148,40 @@ def _content_words(text: str) -> set[str]:
     return {_stem(word) for word in words if len(word) > 1 and word not in _STOP_WORDS}
 
 
-def _user_text(messages: Sequence[Any] | str) -> str:
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, Sequence):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def _user_messages(messages: Sequence[Any] | str) -> list[str]:
     if isinstance(messages, str):
-        return messages
-    parts: list[str] = []
+        return [messages]
+    texts: list[str] = []
     for message in messages:
         if isinstance(message, str):
-            parts.append(message)
+            texts.append(message)
         elif isinstance(message, Mapping) and message.get("role", "user") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, Sequence):
-                parts.extend(
-                    part["text"]
-                    for part in content
-                    if isinstance(part, Mapping) and isinstance(part.get("text"), str)
-                )
-    return "\n".join(parts)
+            texts.append(_message_text(message.get("content")))
+    return texts
+
+
+def _user_text(messages: Sequence[Any] | str) -> str:
+    return "\n".join(_user_messages(messages))
+
+
+def question_of(messages: Sequence[Any] | str) -> str:
+    """The text of the last user message (the question an answer should address); `""` when none."""
+    for text in reversed(_user_messages(messages)):
+        if text.strip():
+            return text
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,5 +268,32 @@ class Refusal:
         return EvaluationOutcome(self.name, 1.0, "fail", f"refusal phrase at character {match.start()}")
 
 
+# --- relevance ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Relevance:
+    """Share of the question's content words that the answer takes up (see the module docstring)."""
+
+    pass_score: float = 0.5
+    name: str = "answer_relevance"
+
+    def __call__(self, data: EvaluationInput, /) -> EvaluationOutcome | None:
+        if data.error_type or not data.response_text.strip():
+            return None
+        asked = _content_words(_clean(question_of(data.request_messages)))
+        if not asked:
+            return None  # "Why?" or a question in numbers only: nothing to match
+        taken_up = len(asked & _content_words(_clean(data.response_text)))
+        score = taken_up / len(asked)
+        return EvaluationOutcome(
+            self.name,
+            score,
+            "pass" if score >= self.pass_score else "fail",
+            f"{taken_up} of {len(asked)} content words of the question occur in the answer",
+        )
+
+
 groundedness: Final = Groundedness()
 refusal: Final = Refusal()
+relevance: Final = Relevance()

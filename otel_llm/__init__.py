@@ -30,7 +30,7 @@ from otel_llm.control import (
     tools_enabled,
 )
 from otel_llm.evaluation import record_evaluation, record_feedback
-from otel_llm.evaluation_hook import disable_evaluation, enable_evaluation
+from otel_llm.evaluation_hook import disable_evaluation, disable_judge, enable_evaluation, enable_judge
 from otel_llm.finisher import flush
 from otel_llm.instrumentor import OtelLLMInstrumentor, instrument, uninstrument
 from otel_llm.tools import tool, tool_span
@@ -46,8 +46,10 @@ __all__ = [
     "current_context",
     "disable_control",
     "disable_evaluation",
+    "disable_judge",
     "enable_control",
     "enable_evaluation",
+    "enable_judge",
     "flush",
     "instrument",
     "kill_switch_scope",

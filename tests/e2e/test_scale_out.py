@@ -503,7 +503,8 @@ def test_prometheus_scrapes_every_collector_and_alerts_every_peer() -> None:
     peers = [t for group in alertmanagers["static_configs"] for t in group["targets"]]
     assert len(peers) == 3
     collector = load_settings(DEPLOY / "otel-llm.yaml")
-    assert sorted(t.url for t in collector.notify.targets) == sorted(f"http://{p}" for p in peers)
+    assert [t.kind for t in collector.notify.targets] == ["alertmanager"] * 3
+    assert sorted(str(t.url) for t in collector.notify.targets) == sorted(f"http://{p}" for p in peers)
 
 
 def test_otelcol_config_routes_traces_and_logs_by_service() -> None:

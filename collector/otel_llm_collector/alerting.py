@@ -38,7 +38,8 @@ from otel_llm_collector.outbox import Outbox, OutboxWorker, outbox_path
 from otel_llm_collector.pipeline import Pipeline
 from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.registry import PromptRegistry, PromptVersion, RegistryRollbackTarget
-from otel_llm_collector.rollback import RollbackController, RollbackSettings
+from otel_llm_collector.remote_registry import RemoteRollbackTarget
+from otel_llm_collector.rollback import RollbackController, RollbackSettings, RollbackTarget
 from otel_llm_collector.router import Request, Response, Router
 from otel_llm_collector.rules import load_default_rules, load_rules
 from otel_llm_collector.selfmetrics import Counters
@@ -113,8 +114,13 @@ class Alerting:
         self.calibration = CalibrationMonitor(settings.calibration)
         self.disparity: DisparityTracker | None = None
         self.registry = PromptRegistry(state_dir)
+        target: RollbackTarget = (
+            RemoteRollbackTarget(settings.control_plane_url, token=self.api_token)
+            if settings.control_plane_url
+            else RegistryRollbackTarget(self.registry)
+        )
         self.rollbacks = RollbackController(
-            RegistryRollbackTarget(self.registry),
+            target,
             RollbackSettings(
                 enabled=settings.auto_rollback_enabled,
                 dry_run=settings.auto_rollback_dry_run,

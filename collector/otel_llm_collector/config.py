@@ -141,6 +141,9 @@ class CollectorSettings(BaseModel):
     """Record what an automatic rollback would have done, change nothing."""
     auto_rollback_min_interval_seconds: float = Field(default=900.0, ge=0)
     auto_rollback_max_per_day: int = Field(default=3, ge=0)
+    control_plane_url: str | None = None
+    """Another collector whose prompt registry the apps poll (scale-out): automatic rollbacks change that
+    registry through its API (with this collector's token) instead of the local one. None: the local one."""
     auto_rollback_recovery_seconds: float = Field(default=900.0, gt=0)
     """After a rollback, how long (event time) to wait before checking that the rule's condition cleared."""
     segment_disparity: SegmentDisparityConfig = SegmentDisparityConfig()

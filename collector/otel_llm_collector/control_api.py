@@ -10,7 +10,8 @@
     POST /api/v1/prompts/promote              {"name", "version", "by", "reason", "allow_marginal"}: deploy
                                                only on the canary verdict `pass` (or `marginal` if allowed)
                                                against the active version; 409 with the report otherwise
-    POST /api/v1/prompts/rollback             {"name", "by", "reason" (required)}; 409 without a reference
+    POST /api/v1/prompts/rollback             {"name", "by", "reason" (required), "automatic"}; 409 without a
+                                               reference; "automatic": true audits it as `auto_rollback`
     POST /api/v1/prompts/deprecate            {"name", "version", "by", "reason"}
     GET  /api/v1/audit[?name=N]               the registry's audit log, oldest first
     GET  /api/v1/switches                     every switch, enabled or not
@@ -237,7 +238,12 @@ def register(
     def post_rollback(request: Request) -> Response:
         require_token(request, api_token())
         body = _json_body(request)
-        version = registry.rollback(_string(body, "name"), _string(body, "by"), _string(body, "reason"))
+        version = registry.rollback(
+            _string(body, "name"),
+            _string(body, "by"),
+            _string(body, "reason"),
+            automatic=_flag(body, "automatic"),
+        )
         return Response.json(200, {"prompt": version.to_dict()})
 
     def post_deprecate(request: Request) -> Response:

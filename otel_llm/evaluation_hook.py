@@ -34,6 +34,7 @@ from otel_llm.evaluation_worker import EvaluationWorker
 from otel_llm.evaluators import EvaluationInput, Evaluator, groundedness, refusal, relevance
 from otel_llm.finisher import finisher
 from otel_llm.leaks import leak
+from otel_llm.output_signals import output_format, output_script
 from otel_llm.wire import ResponseInfo
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ LOCAL_EVALUATORS: dict[str, Evaluator] = {
     "refusal": refusal,
     "relevance": relevance,
     "leak": leak,
+    "output_format": output_format,
+    "output_script": output_script,
 }
 
 _worker: EvaluationWorker | None = None

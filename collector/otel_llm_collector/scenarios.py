@@ -8,7 +8,8 @@
 A `Scenario` is a list of `Phase`s over simulated time: call rate, share of calls evaluated, the
 distributions of faithfulness, latency, errors and tokens, and the service and prompt version serving. A
 phase may split its calls into `Segment`s of one segment label (`otel_llm.segment.<segment_name>`), each
-with its share of the calls and, if it differs, its own faithfulness.
+with its share of the calls and, if it differs, its own faithfulness. A phase with a `json_share` also
+labels each evaluated answer's `output_format` (`json` or `invalid_json`).
 Calls are spread evenly over each second with seeded noise, batched into one request per `batch_seconds`
 of event time (a span's evaluation scores ride on it as `gen_ai.evaluation.result` span events). Same
 seed, same bytes.
@@ -89,6 +90,9 @@ class Phase:
     segment_name: str = ""
     segments: tuple[Segment, ...] = ()
     """Shares should add up to 1; calls past the last share go to the last segment."""
+    json_share: Curve | None = None
+    """Share of evaluated answers that are valid JSON, as `output_format` evaluations (`json` or
+    `invalid_json`). None: no such evaluation, and no random draw (the other scenarios keep their bytes)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,10 @@ def _add_span(
         _evaluation(
             span, t_ns, "refusal", 1.0 if refused else 0.0, "fail" if refused else "pass", response_id
         )
+        if phase.json_share is not None:
+            valid = rng.random() < phase.json_share(end_ns)
+            label = "json" if valid else "invalid_json"
+            _evaluation(span, t_ns, "output_format", 1.0 if valid else 0.0, label, response_id)
 
 
 def _pick(segments: tuple[Segment, ...], draw: float) -> Segment:
@@ -408,6 +416,24 @@ def segment_disparity(*, seed: int = 37) -> Scenario:
     )
 
 
+def output_drift(*, seed: int = 41) -> Scenario:
+    """A feature that returns JSON (1 call/s, 20% evaluated, 97% of answers valid JSON). At 12:00 prompt v3
+    ships and 40% of its answers stop parsing; latency, tokens, refusals and faithfulness hold. Seen by the
+    output drift check on the `output_format` mix at the first hour boundary after it (13:00), no page."""
+    base = Phase(start_ns=at(6, 0), evaluated_share=0.2, json_share=constant(0.97))
+    broken = replace(base, start_ns=at(12, 0), prompt_version="v3", json_share=constant(0.6))
+    return Scenario(
+        name="output_drift",
+        phases=(base, broken),
+        end_ns=at(14, 0),
+        feature="order-extract",
+        prompt_name="extract",
+        seed=seed,
+        batch_seconds=30,
+        expectations={"signal": "output_format_mix", "fire_at_ns": at(13, 0), "pages": 0},
+    )
+
+
 SUITE: Final = {
     "blind_spot": blind_spot,
     "normal_week": normal_week,
@@ -418,4 +444,5 @@ SUITE: Final = {
     "refusal_spike": refusal_spike,
     "input_drift": input_drift,
     "segment_disparity": segment_disparity,
+    "output_drift": output_drift,
 }

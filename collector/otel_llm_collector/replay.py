@@ -30,6 +30,7 @@ from otel_llm_collector.alerts import AlertEvent, RuleEvaluator, format_time
 from otel_llm_collector.config import ConfigError, load_settings
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.decode import decode_logs, decode_traces
+from otel_llm_collector.disparity import DisparityTracker
 from otel_llm_collector.evaluator import build_evaluator
 from otel_llm_collector.otlp_json import OtlpJsonError, parse_json
 from otel_llm_collector.pipeline import Pipeline
@@ -137,7 +138,9 @@ def replay(
                         delay_ns = event.at_ns - known[deployment].time_ns
                         summary.deployment_delay_minutes[deployment] = delay_ns / 60e9
 
-    pipeline = Pipeline(engine, evaluator, on_events=emit)
+    # What the live collector evaluates besides the rules and drift, with its default settings.
+    disparity = DisparityTracker(join=engine.join)
+    pipeline = Pipeline(engine, evaluator, on_events=emit, disparity=disparity)
     total = len(inputs)
     for number, path in enumerate(inputs, 1):
         for result in read_requests(path, errors):

@@ -33,6 +33,7 @@ from otel_llm.evaluation import record_evaluation, record_feedback
 from otel_llm.evaluation_hook import disable_evaluation, disable_judge, enable_evaluation, enable_judge
 from otel_llm.finisher import flush
 from otel_llm.instrumentor import OtelLLMInstrumentor, instrument, uninstrument
+from otel_llm.quotas import Quota, QuotaExceeded, QuotaGuard
 from otel_llm.tools import tool, tool_span
 from otel_llm.version import __version__
 
@@ -41,6 +42,9 @@ __all__ = [
     "ControlClient",
     "LLMContext",
     "OtelLLMInstrumentor",
+    "Quota",
+    "QuotaExceeded",
+    "QuotaGuard",
     "__version__",
     "active_version",
     "current_context",

@@ -95,6 +95,10 @@ TENANT: Final = "otel_llm.tenant"
 KILL_SWITCH: Final = "otel_llm.kill_switch"
 EVALUATION_SOURCE: Final = "otel_llm.evaluation.source"
 """Who produced a score: `local`, `judge`, `user`, `collector`."""
+QUOTA_EXCEEDED: Final = "otel_llm.quota.exceeded"
+"""On the app's current span when a quota stopped a call: the quota's name (e.g. `tokens_per_day`)."""
+QUOTA_NAME: Final = "otel_llm.quota.name"
+"""Metric attribute of `otel_llm.quota.refused`: which quota stopped the call."""
 
 # The GenAI operation names the collector counts as model calls.
 MODEL_CALL_OPERATIONS: Final = frozenset(

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from otel_llm_collector import alert_api, control_metrics, slo_api
+from otel_llm_collector import alert_api, budget_api, control_metrics, slo_api
 from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.budgets import BudgetTracker, load_budgets
 from otel_llm_collector.calibration import CalibrationMonitor
 from otel_llm_collector.canary import CanaryCollector, CanaryReport
 from otel_llm_collector.conditions import WindowMetrics
@@ -112,6 +113,7 @@ class Alerting:
         self.slo = SloTracker(load_slos(settings.slo_file) if settings.slo_file else [])
         self.canary = CanaryCollector(dimension="prompt_version")
         self.calibration = CalibrationMonitor(settings.calibration)
+        self.budgets = BudgetTracker(load_budgets(settings.budgets_file) if settings.budgets_file else [])
         self.disparity: DisparityTracker | None = None
         self.registry = PromptRegistry(state_dir)
         target: RollbackTarget = (
@@ -166,6 +168,7 @@ class Alerting:
             on_events=self.on_events,
             on_tick=self.tick,
             disparity=self.disparity,
+            budgets=self.budgets,
         )
         return self._pipeline
 
@@ -311,6 +314,7 @@ class Alerting:
         assert self._pipeline is not None, "create the pipeline first"
         alert_api.register(router, self._pipeline, lock, self.log, api_token=self.api_token)
         slo_api.register(router, self.slo, self.canary, lock)
+        budget_api.register(router, self.budgets, lock)
 
         def list_rollbacks(request: Request) -> Response:
             with lock:
@@ -336,6 +340,8 @@ class Alerting:
         if self.slo.slos:
             lines += self.slo.metrics_text().rstrip("\n").splitlines()
         lines += self.calibration.metrics_lines()
+        if self.budgets.budgets:
+            lines += self.budgets.metrics_text().rstrip("\n").splitlines()
         if self.disparity is not None:
             lines += self.disparity.metrics_text().rstrip("\n").splitlines()
         lines += control_metrics.kill_switch_lines(switches)

@@ -131,6 +131,8 @@ class CollectorSettings(BaseModel):
     rules_file: Path | None = None
     """Quality rules (YAML, see `otel-llm rules check`); the shipped default rule set when unset."""
     rules_enabled: bool = True
+    budgets_file: Path | None = None
+    """Cost budgets (YAML, see `otel_llm_collector.budgets`); none when unset."""
     slo_file: Path | None = None
     """SLO definitions (YAML, see `otel_llm_collector.slo`); none when unset."""
     notify: NotifySettings = NotifySettings()

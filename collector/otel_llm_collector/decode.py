@@ -55,6 +55,7 @@ _ERROR_TYPE_OTHER: Final = "_OTHER"
 _TABLE: Final = M.ATTRIBUTE_TABLE
 _EVALUATION_EVENT: Final = A.GEN_AI_EVALUATION_RESULT_EVENT
 _SEGMENT_PREFIX: Final = A.SEGMENT_PREFIX
+_TENANT: Final = A.TENANT
 _OTEL_LLM_PREFIX: Final = M.OTEL_LLM_PREFIX
 _MARK_OTEL_LLM: Final = M.MARK_OTEL_LLM
 _STR: Final = M.STR
@@ -393,11 +394,13 @@ def decode_traces(
                     if entry is None:
                         if key.startswith(_OTEL_LLM_PREFIX):
                             markers |= _MARK_OTEL_LLM
-                            if key.startswith(_SEGMENT_PREFIX):
+                            if key.startswith(_SEGMENT_PREFIX) or key == _TENANT:
+                                # The tenant is a segment named `tenant` (budgets, segment disparity).
                                 if segments is None:
                                     segments = []
                                 if len(segments) < MAX_SEGMENTS_PER_SPAN:
-                                    segments.append((key[len(_SEGMENT_PREFIX) :], _any_str(kv.value)))
+                                    name = "tenant" if key == _TENANT else key[len(_SEGMENT_PREFIX) :]
+                                    segments.append((name, _any_str(kv.value)))
                         continue
                     slot, priority, kind, marker = entry
                     if priority:

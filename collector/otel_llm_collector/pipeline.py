@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from otel_llm_collector.alerts import AlertEvent, RuleEvaluator, engine_metrics
 from otel_llm_collector.annotate import DeploymentAnnotator
+from otel_llm_collector.budgets import BudgetTracker
 from otel_llm_collector.canary import CanaryCollector
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.correlation import Deployment, DeploymentTracker
@@ -64,6 +65,7 @@ class Pipeline:
         on_events: EventSink | None = None,
         on_tick: Callable[[int], list[AlertEvent]] | None = None,
         disparity: DisparityTracker | None = None,
+        budgets: BudgetTracker | None = None,
         tick_ns: int = TICK_NS,
     ) -> None:
         self.engine = engine
@@ -74,6 +76,7 @@ class Pipeline:
         self.slo = slo
         self.canary = canary
         self.disparity = disparity
+        self.budgets = budgets if budgets is not None and budgets.budgets else None
         self.findings = FindingsAnnotator(engine.join)
         if evaluator is not None and evaluator.annotator is None:
             self.findings.inner = DeploymentAnnotator(self.deployments, self.history)
@@ -101,6 +104,8 @@ class Pipeline:
             if slo is not None and slo.slos:
                 for call in result.calls:
                     slo.observe_call(call)
+            if self.budgets is not None:
+                self.budgets.observe_calls(result.calls)
         if self.evaluator is not None:
             latest = max(
                 (c.end_time_ns for c in result.calls),
@@ -134,6 +139,7 @@ class Pipeline:
             "rules": self.evaluator.snapshot() if self.evaluator is not None else None,
             "deployments": self.deployments.to_dict(),
             "slo": self.slo.snapshot() if self.slo is not None else None,
+            "budgets": self.budgets.snapshot() if self.budgets is not None else None,
         }
         return data
 
@@ -147,6 +153,8 @@ class Pipeline:
             self.evaluator.restore(saved["rules"])
         if self.slo is not None and isinstance(saved.get("slo"), dict):
             self.slo.restore(saved["slo"])
+        if self.budgets is not None and isinstance(saved.get("budgets"), dict):
+            self.budgets.restore(saved["budgets"])
         if isinstance(saved.get("deployments"), dict):
             self.deployments = DeploymentTracker.from_dict(saved["deployments"])
             if self.evaluator is not None:
@@ -194,6 +202,8 @@ class Pipeline:
         others: list[AlertEvent] = []
         if self.slo is not None and self.slo.slos:
             others += self.slo.evaluate(tick)
+        if self.budgets is not None:
+            others += self.budgets.evaluate(tick)
         if self._on_tick is not None:
             others += self._on_tick(tick)
         for event in others:

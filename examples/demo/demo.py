@@ -287,12 +287,25 @@ def tell_story(stack: Stack, bot: SupportBot, control: Any, receiver: Any, args:
     say(f"support-bot now serves {PROMPT} {GOOD} (control refresh every 0.5 s)")
 
     if stack.alertmanager:
-        page = wait_for("Alertmanager's page", lambda: pages(receiver), 60, progress)[0]
+        summary = notes.get("summary", "")
+        [page] = wait_for(
+            "Alertmanager's page",
+            lambda: [p for p in pages(receiver) if summary in p["payload"]["summary"]][:1],
+            60,
+            progress,
+        )
         say(f"Alertmanager paged the (local) PagerDuty receiver: {page['payload']['summary']}")
 
     checked = wait_for("the recovery check", lambda: rollback(stack, checked=True), 180, progress)
     say(f"recovery after the rollback: {checked['recovery']}")
     print_series(stack)
+    if stack.alertmanager:
+        # Prometheus evaluates the shipped rule files too (e.g. the SLO burn-rate rules) and pages through
+        # the same Alertmanager.
+        for other in sorted(
+            {p["payload"]["summary"] for p in pages(receiver)} - {page["payload"]["summary"]}
+        ):
+            say(f"also paged: {other}")
     if stack.prometheus:
         rules = prometheus_rule_count(stack)
         samples = stack.prometheus_query('otel_llm_window_eval_score_mean{evaluation="faithfulness"}')

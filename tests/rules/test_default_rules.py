@@ -68,3 +68,39 @@ def test_names_are_unique_and_stable(rules: RuleSet) -> None:
     names = [r.name for r in rules.rules]
     assert len(names) == len(set(names))
     assert "faithfulness-p1" in names
+
+
+def _cache_traffic(cache_after: int) -> list[str]:
+    """Five hours of 1 call/10 s reading 1000 cached tokens each, then from 10:30 `cache_after`; the
+    default rules' firing alert names."""
+    from otel_llm_collector.decode import decode_traces
+    from otel_llm_collector.evaluator import build_evaluator
+    from otel_llm_collector.pipeline import Pipeline
+    from otel_llm_collector.scenarios import at
+    from otel_llm_collector.testing import SECOND_NS, SpanRecorder
+    from otel_llm_collector.windows import WindowEngine
+
+    fired: list[str] = []
+    pipeline = Pipeline(
+        WindowEngine(),
+        build_evaluator(load_default_rules()),
+        on_events=lambda events: fired.extend(e.alertname for e in events if e.status == "firing"),
+    )
+    for minute in range(5 * 60):
+        recorder = SpanRecorder(service="support-bot")
+        for i in range(6):
+            start = at(8, 0) + (minute * 60 + i * 10) * SECOND_NS
+            cache = 1000 if minute < 150 else cache_after
+            recorder.genai_span(
+                start_ns=start,
+                end_ns=start + SECOND_NS,
+                cache_read_tokens=cache,
+                response_id=f"r{minute}-{i}",
+            )
+        pipeline.apply(decode_traces(recorder.request()))
+    return fired
+
+
+def test_lost_prompt_caching_is_flagged_for_review_and_steady_caching_is_not() -> None:
+    assert "cache-reads-drop-p3" in _cache_traffic(cache_after=100)
+    assert "cache-reads-drop-p3" not in _cache_traffic(cache_after=1000)

@@ -337,6 +337,7 @@ class Alerting:
             lines.append(
                 f'otel_llm_rollbacks_total{{outcome="{outcome}"}} {self.rollbacks.counts.get(outcome, 0)}'
             )
+        lines += control_metrics.rollback_lines(self.rollbacks.decisions)
         if self.slo.slos:
             lines += self.slo.metrics_text().rstrip("\n").splitlines()
         lines += self.calibration.metrics_lines()

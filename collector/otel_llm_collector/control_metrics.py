@@ -1,7 +1,8 @@
-"""Kill switches and canary verdicts as Prometheus text lines, for `/metrics`.
+"""Kill switches, canary verdicts and rollback times as Prometheus text lines, for `/metrics`.
 
     lines = kill_switch_lines(switches.list())
     lines += canary_metric_lines(canary, engine, active_versions=lambda: {"answer": "1.0.0"})
+    lines += rollback_lines(controller.decisions)
 
 The families (listed in `docs/metrics.md`)::
 
@@ -9,6 +10,8 @@ The families (listed in `docs/metrics.md`)::
     otel_llm_canary_score{prompt_name, baseline, candidate}         0-100, omitted while inconclusive
     otel_llm_canary_verdict{prompt_name, baseline, candidate, verdict}  1 for the verdict, 0 for the others
     otel_llm_canary_pairs_omitted                                   pairs left out by the limit
+    otel_llm_rollback_timestamp_seconds{prompt_name, from_version, to_version, outcome}
+                                                                    event time of the latest such decision
 
 A switch that was switched off keeps its row in the store, so it stays on the page with 0: a dashboard
 shows when it went off, not only that it vanished. A family without samples is left out.
@@ -21,8 +24,17 @@ to the lower version string). Every other serving version is a candidate, judged
 `CanaryCollector.compare` on everything it has sampled of both. At most `MAX_CANARY_PAIRS` pairs per
 scrape, in order of prompt name and candidate; the rest are counted in `otel_llm_canary_pairs_omitted`.
 
-`kill_switch_lines`, `canary_pairs` and `canary_lines` are pure; `canary_metric_lines` reads the engine's
-1-hour windows and the canary samples, so call it under the lock that guards them (the ingest worker's).
+Rollback times. One sample per (prompt, from version, to version, outcome) of the automatic rollback
+controller's decisions (`RollbackController.decisions`): the event time, in Unix seconds, of the latest
+decision with those labels, so that a dashboard can place a marker at the moment of the rollback (Grafana's
+"series value as timestamp"). Only the `MAX_ROLLBACK_SERIES` most recently decided label sets are kept.
+`to_version` is empty when a refused decision had no rollback reference. A rollback made by hand
+(`POST /api/v1/prompts/rollback`) is no decision of the controller and is not here: the registry's audit
+log (`GET /api/v1/audit`) has it.
+
+`kill_switch_lines`, `canary_pairs`, `canary_lines` and `rollback_lines` are pure; `canary_metric_lines`
+reads the engine's 1-hour windows and the canary samples, so call it under the lock that guards them (the
+ingest worker's).
 """
 
 from __future__ import annotations
@@ -32,18 +44,21 @@ from typing import Final, NamedTuple
 
 from otel_llm_collector.canary import CanaryCollector, CanaryReport
 from otel_llm_collector.exposition import escape_label_value
+from otel_llm_collector.rollback import Decision
 from otel_llm_collector.switches import Switch
 from otel_llm_collector.windows import WindowEngine
 
 __all__ = [
     "CANARY_VERDICTS",
     "MAX_CANARY_PAIRS",
+    "MAX_ROLLBACK_SERIES",
     "SERVING_WINDOW",
     "CanaryPair",
     "canary_lines",
     "canary_metric_lines",
     "canary_pairs",
     "kill_switch_lines",
+    "rollback_lines",
     "serving_calls",
 ]
 
@@ -51,6 +66,8 @@ CANARY_VERDICTS: Final = ("pass", "marginal", "fail", "inconclusive")
 MAX_CANARY_PAIRS: Final = 50
 """Each pair costs rank tests over up to a few thousand samples per metric, under the ingest lock."""
 SERVING_WINDOW: Final = "1h"
+MAX_ROLLBACK_SERIES: Final = 50
+"""The controller keeps up to 500 decisions; the page shows the latest label sets only."""
 
 
 class CanaryPair(NamedTuple):
@@ -77,6 +94,38 @@ def kill_switch_lines(switches: Iterable[Switch]) -> list[str]:
         "otel_llm_kill_switch_active",
         "gauge",
         "Kill switch state by service, feature (* for all) and switch kind: 1 enabled, 0 switched off.",
+        samples,
+    )
+
+
+def _unix_seconds(at_ns: int) -> str:
+    """Nanoseconds as exact decimal seconds: `1800000000.25`, `1800000000`."""
+    whole, rest = divmod(abs(at_ns), 1_000_000_000)
+    text = f"{whole}.{rest:09d}".rstrip("0").rstrip(".")
+    return f"-{text}" if at_ns < 0 else text
+
+
+def rollback_lines(decisions: Iterable[Decision], *, max_series: int = MAX_ROLLBACK_SERIES) -> list[str]:
+    """`otel_llm_rollback_timestamp_seconds` from rollback decisions in the order they were taken: per
+    label set, the event time of its latest decision; the `max_series` most recent label sets, oldest
+    first."""
+    latest: dict[tuple[str, str, str, str], int] = {}
+    for decision in decisions:
+        key = (decision.prompt, decision.from_version, decision.to_version, decision.outcome)
+        latest.pop(key, None)  # re-inserted last: the dict stays in order of the latest decision
+        latest[key] = decision.at_ns
+    kept = list(latest.items())[-max_series:] if max_series > 0 else []
+    samples = []
+    for (prompt, from_version, to_version, outcome), at_ns in kept:
+        labels = _labels(
+            prompt_name=prompt, from_version=from_version, to_version=to_version, outcome=outcome
+        )
+        samples.append(f"otel_llm_rollback_timestamp_seconds{{{labels}}} {_unix_seconds(at_ns)}")
+    return _family(
+        "otel_llm_rollback_timestamp_seconds",
+        "gauge",
+        "Event time (Unix seconds) of the latest automatic rollback decision by prompt, versions and "
+        "outcome.",
         samples,
     )
 

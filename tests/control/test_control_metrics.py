@@ -1,4 +1,5 @@
-"""Kill switches and canary verdicts as exposition lines: exact text, escaping, and the pairing rule."""
+"""Kill switches, canary verdicts and rollback times as exposition lines: exact text, escaping, the pairing
+rule and the bounds."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from otel_llm_collector.control_metrics import (
     canary_metric_lines,
     canary_pairs,
     kill_switch_lines,
+    rollback_lines,
     serving_calls,
 )
 from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
+from otel_llm_collector.rollback import Decision
 from otel_llm_collector.switches import Switch
 from otel_llm_collector.windows import WindowEngine
 
@@ -37,12 +40,14 @@ def test_exports() -> None:
     assert control_metrics.__all__ == [
         "CANARY_VERDICTS",
         "MAX_CANARY_PAIRS",
+        "MAX_ROLLBACK_SERIES",
         "SERVING_WINDOW",
         "CanaryPair",
         "canary_lines",
         "canary_metric_lines",
         "canary_pairs",
         "kill_switch_lines",
+        "rollback_lines",
         "serving_calls",
     ]
     assert all(hasattr(control_metrics, name) for name in control_metrics.__all__)
@@ -254,3 +259,83 @@ def test_a_version_gone_from_the_serving_window_is_no_longer_compared() -> None:
 def test_only_prompt_version_canaries() -> None:
     with pytest.raises(ValueError, match="prompt versions only"):
         canary_metric_lines(CanaryCollector(dimension="model"), WindowEngine(), active_versions=dict)
+
+
+# --- rollback times -------------------------------------------------------------------------------------
+ROLLBACK_HELP = [
+    "# HELP otel_llm_rollback_timestamp_seconds Event time (Unix seconds) of the latest automatic rollback "
+    "decision by prompt, versions and outcome.",
+    "# TYPE otel_llm_rollback_timestamp_seconds gauge",
+]
+
+
+def _decision(prompt: str, at_ns: int, from_version: str, to_version: str, outcome: str) -> Decision:
+    return Decision(
+        prompt=prompt,
+        at_ns=at_ns,
+        alert="error-rate-rollback",
+        from_version=from_version,
+        to_version=to_version,
+        outcome=outcome,
+    )
+
+
+def test_rollback_lines_one_sample_per_label_set_with_the_time_of_its_latest_decision() -> None:
+    lines = rollback_lines(
+        [
+            _decision("answer", T0, "2.0.0", "1.0.0", "rolled_back"),
+            _decision("answer", T0 + 60_500_000_000, "2.0.0", "1.0.0", "refused"),
+            _decision("plan", T0 + 100 * SECOND_NS, "b", "", "refused"),
+            _decision("answer", T0 + 3600 * SECOND_NS + 250_000_000, "2.0.0", "1.0.0", "rolled_back"),
+        ]
+    )
+    assert lines == [
+        *ROLLBACK_HELP,
+        'otel_llm_rollback_timestamp_seconds{prompt_name="answer",from_version="2.0.0",to_version="1.0.0",'
+        'outcome="refused"} 1800000060.5',
+        'otel_llm_rollback_timestamp_seconds{prompt_name="plan",from_version="b",to_version="",'
+        'outcome="refused"} 1800000100',
+        'otel_llm_rollback_timestamp_seconds{prompt_name="answer",from_version="2.0.0",to_version="1.0.0",'
+        'outcome="rolled_back"} 1800003600.25',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("at_ns", "value"),
+    [
+        (T0, "1800000000"),
+        (T0 + 123_000_000, "1800000000.123"),
+        (T0 + 1, "1800000000.000000001"),
+        (T0 + 999_999_999, "1800000000.999999999"),
+        (0, "0"),
+        (-1_500_000_000, "-1.5"),
+    ],
+)
+def test_rollback_times_are_exact_decimal_seconds(at_ns: int, value: str) -> None:
+    [*_, sample] = rollback_lines([_decision("answer", at_ns, "2", "1", "dry_run")])
+    assert sample.rsplit(" ", 1)[1] == value
+
+
+def test_rollback_label_values_are_escaped() -> None:
+    [*_, sample] = rollback_lines([_decision('say "hi"', T0, "v\\2", "v\n1", "failed")])
+    assert sample == (
+        'otel_llm_rollback_timestamp_seconds{prompt_name="say \\"hi\\"",from_version="v\\\\2",'
+        'to_version="v\\n1",outcome="failed"} 1800000000'
+    )
+
+
+def test_rollback_lines_keep_the_most_recently_decided_label_sets() -> None:
+    decisions = [_decision(f"p{i}", T0 + i * SECOND_NS, "2", "1", "rolled_back") for i in range(60)]
+    decisions.append(_decision("p3", T0 + 100 * SECOND_NS, "2", "1", "rolled_back"))  # p3 again, last
+    lines = rollback_lines(decisions)
+    samples = lines[2:]
+    assert len(samples) == control_metrics.MAX_ROLLBACK_SERIES == 50
+    prompts = [line.split('"', 2)[1] for line in samples]
+    assert prompts == [f"p{i}" for i in range(11, 60)] + ["p3"]
+    assert samples[-1].endswith(" 1800000100")
+    assert rollback_lines(decisions, max_series=2)[2:] == samples[-2:]
+    assert rollback_lines(decisions, max_series=0) == []
+
+
+def test_no_decisions_no_family() -> None:
+    assert rollback_lines([]) == []

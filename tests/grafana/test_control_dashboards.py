@@ -27,6 +27,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,14 @@ def test_the_canary_judges_the_bad_version_against_the_active_one(stack: Stack) 
 def test_the_rollback_the_alerts_and_the_release_policies(stack: Stack) -> None:
     rollbacks = query(stack.prometheus_url, "otel_llm_rollbacks_total")
     assert _by(rollbacks, "outcome")[("rolled_back",)] == 1.0
+    [decision] = [
+        d
+        for d in _api(stack.collector_http, "/api/v1/rollbacks")["rollbacks"]
+        if d["outcome"] == "rolled_back"
+    ]
+    decided = datetime.fromisoformat(decision["time"]).timestamp()
+    times = query(stack.prometheus_url, 'otel_llm_rollback_timestamp_seconds{outcome="rolled_back"}')
+    assert _by(times, "prompt_name", "from_version", "to_version") == {("answer", "2.0.0", "1.0.0"): decided}
     firing = query(stack.prometheus_url, 'otel_llm_alert{state="firing", inhibited="false"}')
     assert ("error-rate-rollback", "2.0.0") in _by(firing, "alertname", "prompt_version")
     # Series alerts are all about the bad version; the rest are the SLOs' own burn-rate alerts.
@@ -234,7 +243,13 @@ def test_the_rollback_the_alerts_and_the_release_policies(stack: Stack) -> None:
 def test_the_live_page_with_every_family_passes_promtool(stack: Stack) -> None:
     with urllib.request.urlopen(f"http://{stack.collector_http}/metrics", timeout=10) as response:
         page = response.read().decode()
-    for family in ("otel_llm_kill_switch_active", "otel_llm_canary_verdict", "otel_llm_slo_burn_rate"):
+    families = (
+        "otel_llm_kill_switch_active",
+        "otel_llm_canary_verdict",
+        "otel_llm_slo_burn_rate",
+        "otel_llm_rollback_timestamp_seconds",
+    )
+    for family in families:
         assert f"# TYPE {family} gauge" in page, family
     result = subprocess.run(
         ["promtool", "check", "metrics"], input=page, capture_output=True, text=True, timeout=60, check=False

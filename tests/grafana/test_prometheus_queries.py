@@ -3,10 +3,15 @@
 The collector (`otel-llm collector`, a subprocess on ports the OS picks) is fed three series of the same
 feature over OTLP/gRPC with the real protobuf stub:
 
-- prompt `v1`: healthy (good scores, 1 error in 40 calls, cheap, fast);
-- prompt `v2`: the incident (bad scores on every evaluation, 10% errors, slow, expensive), plus a healthy
-  history three hours earlier that gives the 24h window its baseline;
-- prompt `v3`: as bad as v2 but only 5 calls: the min-samples guards must keep it quiet.
+- prompt version 1.0.0 (v1): healthy (good scores, 1 error in 40 calls, cheap, fast);
+- 2.0.0 (v2): the incident (bad scores on every evaluation, 10% errors, slow, expensive), plus a healthy
+  history three hours earlier (calls without evaluation results) that gives the 24h window its baseline;
+- 3.0.0 (v3): as bad as v2 but only 5 calls: the min-samples guards must keep it quiet.
+
+Before the traffic, v1 and then v2 of the prompt are registered and deployed through the collector's API
+(with a token), so v2 is the active version and v1 its rollback reference: v2's toxic answers fire the
+default `toxicity-p0` rule, whose `auto_rollback` action rolls the prompt back to v1 for real. That is the
+rollback the dashboards' "Rollback" annotation marks (`otel_llm_rollback_timestamp_seconds`).
 
 A real Prometheus (`/usr/bin/prometheus`, 1s scrape interval) scrapes `/metrics`; every panel target and
 variable of the window dashboards (`TRAFFIC_DASHBOARDS`), every expression of the Prometheus rule file and
@@ -16,13 +21,17 @@ fails the test. Alert expressions must select v2 and never v1 or v3.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import selectors
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +49,7 @@ from tests.grafana.prometheus_stack import (
     PROMETHEUS,
     ROOT,
     TRAFFIC_DASHBOARDS,
+    dashboards,
     finite,
     get_json,
     label_values,
@@ -48,11 +58,13 @@ from tests.grafana.prometheus_stack import (
     query,
     running_prometheus,
     stop,
+    substitute,
     variable_queries,
 )
 
 EVALUATIONS = ("faithfulness", "answer_relevance", "hallucination", "toxicity", "refusal", "user_feedback")
 WAIT_SECONDS = 30.0
+TOKEN = "traffic-token"
 
 pytestmark = pytest.mark.skipif(
     not Path(PROMETHEUS).is_file(), reason=f"the prometheus binary is absent ({PROMETHEUS})"
@@ -62,7 +74,8 @@ pytestmark = pytest.mark.skipif(
 # --- traffic ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Profile:
-    """How one prompt version behaves; `failing` evaluations are labelled fail on every n-th call."""
+    """How one prompt version behaves; `failing` evaluations are labelled fail on every n-th call;
+    without `scored`, its calls carry no evaluation results."""
 
     version: str
     calls: int
@@ -74,13 +87,15 @@ class Profile:
     fail_every: Mapping[str, int]
     thumbs_up_every: int
     context_tokens: int
+    scored: bool = True
 
 
-HEALTHY = Profile("v1", 40, 40, 0.8, 0.0004, 0.9, 0.85, {}, 1, 900)
+V1, V2, V3 = "1.0.0", "2.0.0", "3.0.0"
+HEALTHY = Profile(V1, 40, 40, 0.8, 0.0004, 0.9, 0.85, {}, 1, 900)
 INCIDENT = Profile(
-    "v2", 40, 10, 3.0, 0.004, 0.3, 0.4, {"hallucination": 2, "toxicity": 4, "refusal": 2}, 5, 300
+    V2, 40, 10, 3.0, 0.004, 0.3, 0.4, {"hallucination": 2, "toxicity": 4, "refusal": 2}, 5, 300
 )
-SPARSE = Profile("v3", 5, 2, 3.0, 0.004, 0.3, 0.4, {"hallucination": 1, "toxicity": 1, "refusal": 1}, 5, 300)
+SPARSE = Profile(V3, 5, 2, 3.0, 0.004, 0.3, 0.4, {"hallucination": 1, "toxicity": 1, "refusal": 1}, 5, 300)
 
 
 def _evaluation(
@@ -106,7 +121,7 @@ def _record(recorder: SpanRecorder, profile: Profile, *, end_ns: int, serial: in
         extra={A.CONTEXT_TOKENS: profile.context_tokens},
     )
     events = []
-    if not failed:
+    if profile.scored and not failed:
         for name, every in profile.fail_every.items():
             bad = serial % every == 0
             events.append(_evaluation(name, 1.0 if bad else 0.0, not bad, end_ns))
@@ -130,10 +145,24 @@ def _record(recorder: SpanRecorder, profile: Profile, *, end_ns: int, serial: in
     )
 
 
+def traffic_end(wall_ns: int) -> int:
+    """When the recent traffic ends: 5 s past the last event-time minute boundary that is 5 s or more
+    before `wall_ns`. The collector evaluates its rules at each minute boundary of event time, so at that
+    boundary it sees all but the last call of each version (and not, depending on the wall clock, only
+    half of them): v2's incident has enough samples for the collector's own rules, whatever the time."""
+    minute = 60 * SECOND_NS
+    boundary = (wall_ns - 5 * SECOND_NS) // minute * minute
+    return boundary + 5 * SECOND_NS
+
+
 def traffic(now_ns: int) -> list[ExportTraceServiceRequest]:
-    """The three versions' recent calls (the last two minutes), after v2's healthy history 3-4 hours ago."""
+    """The three versions' recent calls (the two minutes before `now_ns`, one call every 3 s), after v2's
+    healthy history 3-4 hours earlier. The history (latency and cost for the 24h baselines) carries no
+    evaluation results: the canary comparison the rollback safeguard consults judges a version on all it
+    has sampled of it, and with 800 good scores of v2 besides the incident's bad ones it would find v2 no
+    worse than v1 and refuse the rollback."""
     recorder = SpanRecorder(service="support-bot")
-    history = Profile("v2", 800, 10**9, 0.8, 0.0004, 0.9, 0.85, {}, 1, 900)
+    history = Profile(V2, 800, 10**9, 0.8, 0.0004, 0.9, 0.85, {}, 1, 900, scored=False)
     for i in range(history.calls):
         end_ns = now_ns - 4 * 3600 * SECOND_NS + i * 4 * SECOND_NS
         _record(
@@ -155,6 +184,30 @@ def send(target: str, requests: Sequence[ExportTraceServiceRequest]) -> None:
         for request in requests:
             response = stub.Export(request, timeout=10)
             assert response.partial_success.rejected_spans == 0, response.partial_success.error_message
+
+
+def _api(http: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"http://{http}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
+def deploy_v1_then_v2(http: str) -> None:
+    """The registry state that makes v2's incident a rollback: v2 active, v1 its reference."""
+    for version in (V1, V2):
+        prompt = {"name": "answer", "version": version, "text": f"Answer ({version})", "created_by": "dev"}
+        _api(http, "/api/v1/prompts/register", prompt)
+        _api(http, "/api/v1/prompts/deploy", {"name": "answer", "version": version, "by": "dev"})
+
+
+def rolled_back(http: str) -> list[dict[str, Any]]:
+    decisions: list[dict[str, Any]] = _api(http, "/api/v1/rollbacks")["rollbacks"]
+    return [d for d in decisions if d["outcome"] == "rolled_back"]
 
 
 # --- processes ----------------------------------------------------------------------------------------
@@ -192,16 +245,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stderr=collector_log,
         text=True,
         cwd=ROOT,
+        env={**os.environ, "OTEL_LLM_API_TOKEN": TOKEN},
     )
     try:
         addresses = dict(kv.split("=", 1) for kv in _ready_line(collector, deadline).split()[3:])
         http = addresses["http"]
-        send(addresses["otlp_grpc"], traffic(time.time_ns()))
+        deploy_v1_then_v2(http)
+        send(addresses["otlp_grpc"], traffic(traffic_end(time.time_ns())))
         poll(
             "the collector to window the traffic",
             lambda: len(get_json(f"http://{http}/api/v1/series?window=5m")["series"]) == 3,
             deadline,
         )
+        poll("the collector to roll answer back", lambda: bool(rolled_back(http)), deadline)
         with running_prometheus(tmp, http) as prometheus:
             scraped = (
                 "min(count_over_time(otel_llm_calls_total[1m])) >= 3 and count(otel_llm_calls_total) == 3"
@@ -300,6 +356,32 @@ def test_every_dashboard_query_returns_data(stack: Stack, panel: str, expr: str)
     assert finite(result), f"{panel}: no finite value in {result}"
 
 
+def test_the_rollback_annotations_mark_the_time_the_collector_rolled_v2_back(stack: Stack) -> None:
+    [decision] = rolled_back(stack.collector_http)
+    assert (decision["prompt"], decision["from_version"], decision["to_version"]) == ("answer", V2, V1)
+    assert decision["alert"] == "toxicity-p0"
+    decided_ms = round(datetime.fromisoformat(decision["time"]).timestamp() * 1000)
+    assert time.time() * 1000 - 180_000 < decided_ms < time.time() * 1000, "not within the recent traffic"
+    annotations = [
+        (board, annotation["expr"])
+        for board, dashboard in dashboards(TRAFFIC_DASHBOARDS)
+        for annotation in dashboard["annotations"]["list"]
+        if annotation["name"] == "Rollback"
+    ]
+    assert [board for board, _ in annotations] == ["llm-quality", "operations", "tokens-cost"]
+    for board, expr in annotations:
+        [sample] = query(stack.prometheus_url, substitute(expr))
+        labels = {k: v for k, v in sample["metric"].items() if k not in ("instance", "job")}
+        assert labels == {
+            "prompt_name": "answer",
+            "from_version": V2,
+            "to_version": V1,
+            "outcome": "rolled_back",
+        }, board
+        # Grafana floors the value to milliseconds; the API's time has millisecond precision.
+        assert int(float(sample["value"][1])) == decided_ms, board
+
+
 @pytest.mark.parametrize(
     ("variable", "selector", "label"),
     variable_queries(TRAFFIC_DASHBOARDS),
@@ -324,7 +406,7 @@ def test_every_alert_selects_the_incident_and_spares_healthy_and_sparse_series(
 ) -> None:
     result = query(stack.prometheus_url, _inline_recordings(expr))
     assert result, f"{alert}: empty result for\n{expr}"
-    assert _versions(result) == {"v2"}, f"{alert}: {result}"
+    assert _versions(result) == {V2}, f"{alert}: {result}"
     assert "window" not in result[0]["metric"], "alerts must be per series, not per window"
 
 
@@ -336,10 +418,10 @@ def test_every_grafana_alert_query_returns_data_and_its_condition_selects_the_in
 ) -> None:
     result = query(stack.prometheus_url, expr)
     assert result, f"{title}: empty result for\n{expr}"
-    assert "v3" not in _versions(result), f"{title}: the min-samples guard let the sparse series through"
+    assert V3 not in _versions(result), f"{title}: the min-samples guard let the sparse series through"
     firing = {
         sample["metric"]["prompt_version"]
         for sample in result
         if (float(sample["value"][1]) > threshold if op == "gt" else float(sample["value"][1]) < threshold)
     }
-    assert firing == {"v2"}, f"{title}: {result}"
+    assert firing == {V2}, f"{title}: {result}"

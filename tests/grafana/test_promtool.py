@@ -233,6 +233,39 @@ def test_dashboard_variables_are_defined_and_come_from_label_values_of_a_real_me
             )
 
 
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_annotations_are_prometheus_queries_and_value_times_are_milliseconds(path: Path) -> None:
+    annotations = json.loads(path.read_text())["annotations"]["list"]
+    assert annotations
+    for annotation in annotations:
+        name = annotation["name"]
+        assert annotation["datasource"] == DATASOURCE, name
+        assert annotation["enable"] is True, name
+        assert annotation["hide"] is False, name
+        assert re.fullmatch(r"\d+[sm]", annotation["step"]), name
+        assert annotation["titleFormat"], name
+        assert annotation["textFormat"], name
+        assert isinstance(annotation["useValueForTime"], bool), name
+        if annotation["useValueForTime"]:
+            # Grafana reads the value as a time in milliseconds: a Unix-seconds gauge times 1000.
+            assert re.fullmatch(r"otel_llm_\w+_timestamp_seconds\{[^}]*\} \* 1000", annotation["expr"]), name
+
+
+def test_every_dashboard_that_marks_new_prompt_versions_marks_rollbacks_too() -> None:
+    marks = {
+        path.stem: {a["name"]: a for a in json.loads(path.read_text())["annotations"]["list"]}
+        for path in DASHBOARDS
+    }
+    rollbacks = {board for board, names in marks.items() if "Rollback" in names}
+    assert rollbacks == {board for board, names in marks.items() if "New prompt version" in names} | {
+        "alerts-actions"
+    }
+    for board in rollbacks:
+        rollback = marks[board]["Rollback"]
+        assert rollback["useValueForTime"] is True, board
+        assert 'outcome="rolled_back"' in rollback["expr"], board
+
+
 # --- Grafana provisioning and alerting ------------------------------------------------------------------
 def test_grafana_provisioning_files() -> None:
     datasources = _load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yaml")

@@ -17,12 +17,16 @@ its reason in `reject_reasons`, and the rest of the request is kept, as OTLP par
 known); on any other span they become standalone `EvaluationRecord`s carrying that span's ids. Log records
 whose event name (the `event_name` field, or the `event.name` attribute) is `gen_ai.evaluation.result`
 become `EvaluationRecord`s carrying the log record's trace/span id and the response id, for the join index.
+
+`capture` (both decoders) is the hook of evaluation in the collector (`content_eval`): when given, it is
+called with each GenAI call span and its record, or with each log record that is not an evaluation, to copy
+the captured content of sampled calls. Without it (content evaluation off) decode reads no content.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -89,6 +93,11 @@ _CONTEXT_TOKENS: Final = M.CONTEXT_TOKENS
 _FINISH_REASONS: Final = M.FINISH_REASONS
 _INPUT_HASH: Final = M.INPUT_HASH
 _OUTPUT_HASH: Final = M.OUTPUT_HASH
+
+SpanCapture = Callable[[Any, CallRecord], None]
+"""Called on the decoding thread with a GenAI call span (protobuf) and its record; must not raise."""
+LogCapture = Callable[[Any], None]
+"""Called on the decoding thread with a log record (protobuf) that is not an evaluation; must not raise."""
 
 
 class DecodeStats:
@@ -352,6 +361,7 @@ def decode_traces(
     *,
     max_attributes_per_span: int = DEFAULT_MAX_ATTRIBUTES_PER_SPAN,
     stats: DecodeStats | None = None,
+    capture: SpanCapture | None = None,
 ) -> DecodeResult:
     """Validate every span and turn the GenAI ones into records. Never raises on bad data."""
     calls: list[CallRecord] = []
@@ -449,6 +459,8 @@ def decode_traces(
                         segments,
                     )
                 )
+                if capture is not None:
+                    capture(span, calls[-1])
     if stats is not None and truncated:
         stats.attributes_truncated_spans += truncated
     rejected = sum(reasons.values())
@@ -473,7 +485,7 @@ def _log_event_name(record: Any) -> str:
     return ""
 
 
-def decode_logs(request: ExportLogsServiceRequest) -> DecodeResult:
+def decode_logs(request: ExportLogsServiceRequest, *, capture: LogCapture | None = None) -> DecodeResult:
     """Turn `gen_ai.evaluation.result` log records into evaluation records; skip all other logs.
 
     Ids are optional on log records (all-zero or empty means "no span context"); an id of the wrong length
@@ -496,6 +508,8 @@ def decode_logs(request: ExportLogsServiceRequest) -> DecodeResult:
                     reasons[REJECT_SPAN_ID] = reasons.get(REJECT_SPAN_ID, 0) + 1
                     continue
                 if _log_event_name(record) != _EVALUATION_EVENT:
+                    if capture is not None:
+                        capture(record)
                     skipped += 1
                     continue
                 evaluation = _evaluation(

@@ -33,6 +33,7 @@ from typing import Any
 from otel_llm_collector import control_api, exposition
 from otel_llm_collector.alerting import Alerting
 from otel_llm_collector.config import CollectorSettings, parse_endpoint
+from otel_llm_collector.content_eval import ContentEvaluator
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.decode import decode_logs, decode_traces
 from otel_llm_collector.forward import Forwarder
@@ -87,11 +88,19 @@ class App:
             applied_seq=applied_seq,
         )
         self.forwarder = Forwarder(settings.forward, self.counters)
+        # Evaluation of captured content in the collector (opt-in): it samples in the decoders and hands
+        # the sampled calls to its workers once the ingest queue accepted their request.
+        self.content_evaluator = (
+            ContentEvaluator(settings.content_evaluation, offer=self.ingest.offer, counters=self.counters)
+            if settings.content_evaluation.enabled
+            else None
+        )
+        content = self.content_evaluator
         self.receiver = Receiver(
-            offer=self.ingest.offer,
+            offer=content.offer if content is not None else self.ingest.offer,
             counters=self.counters,
-            decode_traces=decode_traces,
-            decode_logs=decode_logs,
+            decode_traces=content.decode_traces if content is not None else decode_traces,
+            decode_logs=content.decode_logs if content is not None else decode_logs,
             forwarder=self.forwarder if self.forwarder else None,
         )
         self.router = Router()
@@ -177,6 +186,8 @@ class App:
     def _start(self) -> None:
         settings = self.settings
         self.ingest.start()
+        if self.content_evaluator is not None:
+            self.content_evaluator.start()
         self.forwarder.start()
         self.alerting.start()
         self._grpc = GrpcReceiver(
@@ -230,6 +241,8 @@ class App:
             self._grpc.stop(grace_seconds)
         if self._otlp_http is not None:
             self._otlp_http.stop()
+        if self.content_evaluator is not None:
+            self.content_evaluator.stop(grace_seconds)
         self.ingest.stop()
         self.alerting.stop()
         self.switches.close()

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from otel_llm_collector.calibration import CalibrationSettings
+from otel_llm_collector.content_eval import ContentEvaluationSettings
 from otel_llm_collector.notify_config import NotifySettings
 
 __all__ = ["CollectorSettings", "ConfigError", "ForwardTarget", "load_settings", "parse_endpoint"]
@@ -148,6 +149,8 @@ class CollectorSettings(BaseModel):
     registry through its API (with this collector's token) instead of the local one. None: the local one."""
     auto_rollback_recovery_seconds: float = Field(default=900.0, gt=0)
     """After a rollback, how long (event time) to wait before checking that the rule's condition cleared."""
+    content_evaluation: ContentEvaluationSettings = ContentEvaluationSettings()
+    """Evaluation of captured content in the collector (opt-in): `otel_llm_collector.content_eval`."""
     segment_disparity: SegmentDisparityConfig = SegmentDisparityConfig()
     """Segment disparity (`otel_llm_collector.disparity`): a P2 when one segment's quality lags the rest."""
     calibration: CalibrationSettings = CalibrationSettings()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -854,3 +856,53 @@ def test_the_documented_configuration_validates() -> None:
     assert documented.enabled
     assert documented.judge is not None
     assert documented.judge.daily_budget_usd == 5.0
+
+
+def test_the_wired_collector_evaluates_captured_content_sent_over_otlp(
+    app: Telemetry, server: LLMServer, tmp_path: Path
+) -> None:
+    """The whole path: the real OTLP gRPC exporter to `App` with `content_evaluation` on, the records on
+    `/api/v1/series` like an app's own evaluations."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from otel_llm_collector.app import App
+    from otel_llm_collector.config import load_settings
+
+    for _ in range(3):
+        ask(server, "grounded")
+        ask(server, "stale", stale=True)
+    spans = app.finished()
+    collector = App(
+        load_settings(
+            overrides={
+                "otlp_grpc_endpoint": "127.0.0.1:0",
+                "otlp_http_endpoint": "127.0.0.1:0",
+                "http_endpoint": "127.0.0.1:0",
+                "state_dir": tmp_path / "state",
+                "content_evaluation": {"enabled": True, "sample_rate": 1.0},
+            }
+        )
+    )
+    collector.start()
+    try:
+        addresses = collector.addresses()
+        exporter = OTLPSpanExporter(endpoint=addresses["otlp_grpc"], insecure=True)
+        assert exporter.export(spans).name == "SUCCESS"
+        exporter.shutdown()
+
+        def faithfulness() -> dict[str, Any]:
+            url = f"http://{addresses['http']}/api/v1/series?window=1h"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                rows = json.load(response)["series"]
+            return {
+                row["series"]["feature"]: row["evaluations"].get("faithfulness", {})
+                for row in rows
+                if row["evaluations"].get("faithfulness", {}).get("samples") == 3
+            }
+
+        deadline = time.monotonic() + 20
+        while len(found := faithfulness()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        collector.stop(1.0)
+    assert found["grounded"]["mean"] == 1.0
+    assert found["stale"]["mean"] < 0.5

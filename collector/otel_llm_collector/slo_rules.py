@@ -1,8 +1,10 @@
-"""The SLOs of an SLO file as Prometheus recording and alerting rules, for teams that alert from Prometheus.
+"""The SLOs of an SLO file as Prometheus recording and alerting rules, for teams that alert from Prometheus,
+and as Grafana alerting provisioning, for teams that alert from Grafana.
 
     text = render_prometheus_rules(load_slos("slos.yaml"), source="slos.yaml", output="slo-rules.yaml")
+    text = render_grafana_rules(load_slos("slos.yaml"), source="slos.yaml", output="alerting-slo.yaml")
 
-or from a terminal: ``otel-llm slo render-rules --slo-file slos.yaml --output slo-rules.yaml``.
+or from a terminal: ``otel-llm slo render-rules --slo-file slos.yaml [--format grafana] --output FILE``.
 
 Per SLO, one rule group records the `slo:sli_error:ratio_rate<window>` family (5m, 30m, 1h, 6h, 1d, 3d;
 label `slo`), `slo:objective:ratio`, `slo:error_budget:ratio` and `slo:time_period:days`, and alerts with
@@ -20,17 +22,25 @@ Where the ratios come from (the generated header says the same to whoever reads 
   the collector's own `otel_llm_slo_burn_rate` gauge (exact, but only when the collector loads the same
   SLO file).
 
+Grafana (`render_grafana_rules`): one provisioning group `otel-llm-slo` with the same alerts (labels,
+annotations and thresholds as above; every rule titled `SLOBurnRate`, Grafana's alertname, which needs
+Grafana 12.0 or later: earlier versions allow a title once per folder) whose queries hold the recording
+rules' expressions inline, since Grafana cannot rely on those rules being loaded. Both renderings
+build the ratios (`_ratio_expr`) and the pairs (`_alert_expr`) with the same functions; the inline 30m, 6h
+and 3d ratios are subqueries at the rule group's 1m interval, the figures the recording rules record.
+
 Output is deterministic: SLOs in file order, rules in a fixed order, numbers in their shortest form.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Final
+from typing import Final, NamedTuple
 
 from otel_llm_collector.slo import (
     _REL_TOLERANCE,  # the tracker's tolerance: exactly 14.4x fires in both places
@@ -46,6 +56,7 @@ __all__ = [
     "RATIO_WINDOWS",
     "SCOPE_LABELS",
     "escape_promql_string",
+    "render_grafana_rules",
     "render_prometheus_rules",
     "scope_selector",
 ]
@@ -71,6 +82,9 @@ _TOLERANCE_FACTOR: Final = repr(1.0 - _REL_TOLERANCE)
 _LINE_BREAKS: Final = frozenset("\x85\u2028\u2029")
 _PLAIN: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.:/()-]*")
 _YAML_WORDS: Final = frozenset(["y", "n", "yes", "no", "on", "off", "true", "false", "null"])
+_VALUE: Final = "\x00value\x00"
+"""Placeholder for the firing value in a summary: a character no SLO name or number holds."""
+_PROMETHEUS_VALUE: Final = '{{ printf "%.3g" $value }}'
 _GOOD: Final = {
     "availability": "a call without error.type",
     "quality": "an evaluation result not labelled fail",
@@ -196,39 +210,52 @@ def _window_inputs(spec: SloSpec, window: str) -> tuple[str, str]:
     return bad, f"sum({total}{selector})"
 
 
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in text.splitlines())
+
+
+def _ratio_expr(spec: SloSpec, window: str, *, inline: bool) -> str:
+    """The error ratio over `window` (one of `RATIO_WINDOWS`): the expression of its recording rule, or with
+    `inline` one that reads only the collector's metrics (the recorded window sums become subqueries at the
+    rule group's interval, so both sum the same once-a-minute figures)."""
+    if spec.kind == "latency":
+        return (
+            f'max by (slo) (otel_llm_slo_burn_rate{{slo="{escape_promql_string(spec.name)}",'
+            f'window="{window}"}}) * {_budget(spec)}'
+        )
+    if window in _SUMMED_FROM:
+        source = _SUMMED_FROM[window]
+        if not inline:
+            return (
+                f"sum_over_time({_recorded(f'slo:sli_errors:window{source}', spec)}[{window}])\n"
+                f"  / sum_over_time({_recorded(f'slo:sli_events:window{source}', spec)}[{window}])"
+            )
+        bad, total = _window_inputs(spec, source)
+        return "\n/\n".join(
+            f"sum_over_time(\n{_indent(figure, 2)}[{window}:{_GROUP_INTERVAL}]\n)" for figure in (bad, total)
+        )
+    source = _DIRECT[window]
+    if not inline and source in _SUMMED_FROM.values():
+        return (
+            f"{_recorded(f'slo:sli_errors:window{source}', spec)}\n"
+            f"  / {_recorded(f'slo:sli_events:window{source}', spec)}"
+        )
+    bad, total = _window_inputs(spec, source)
+    return f"{bad}\n/\n{total}"
+
+
 def _ratio_rules(spec: SloSpec) -> list[_Rule]:
     """The `slo:sli_error:ratio_rate*` family (and the 5m/1h window sums it is built from)."""
     slo = [("slo", spec.name)]
     rules: list[_Rule] = []
-    if spec.kind == "latency":
-        for window in RATIO_WINDOWS:
-            if window in BURN_WINDOWS:
-                expr = (
-                    f'max by (slo) (otel_llm_slo_burn_rate{{slo="{escape_promql_string(spec.name)}",'
-                    f'window="{window}"}}) * {_budget(spec)}'
-                )
-                rules.append(_Rule(record=f"slo:sli_error:ratio_rate{window}", expr=expr, labels=slo))
-        return rules
-    for window in sorted(set(_SUMMED_FROM.values()), key=RATIO_WINDOWS.index):
-        bad, total = _window_inputs(spec, window)
-        rules.append(_Rule(record=f"slo:sli_errors:window{window}", expr=bad, labels=slo))
-        rules.append(_Rule(record=f"slo:sli_events:window{window}", expr=total, labels=slo))
-    for window in RATIO_WINDOWS:
-        if window in _SUMMED_FROM:
-            source = _SUMMED_FROM[window]
-            expr = (
-                f"sum_over_time({_recorded(f'slo:sli_errors:window{source}', spec)}[{window}])\n"
-                f"  / sum_over_time({_recorded(f'slo:sli_events:window{source}', spec)}[{window}])"
-            )
-        elif _DIRECT[window] in _SUMMED_FROM.values():
-            source = _DIRECT[window]
-            expr = (
-                f"{_recorded(f'slo:sli_errors:window{source}', spec)}\n"
-                f"  / {_recorded(f'slo:sli_events:window{source}', spec)}"
-            )
-        else:
-            bad, total = _window_inputs(spec, _DIRECT[window])
-            expr = f"{bad}\n/\n{total}"
+    windows = [w for w in RATIO_WINDOWS if spec.kind != "latency" or w in BURN_WINDOWS]
+    if spec.kind != "latency":
+        for window in sorted(set(_SUMMED_FROM.values()), key=RATIO_WINDOWS.index):
+            bad, total = _window_inputs(spec, window)
+            rules.append(_Rule(record=f"slo:sli_errors:window{window}", expr=bad, labels=slo))
+            rules.append(_Rule(record=f"slo:sli_events:window{window}", expr=total, labels=slo))
+    for window in windows:
+        expr = _ratio_expr(spec, window, inline=False)
         rules.append(_Rule(record=f"slo:sli_error:ratio_rate{window}", expr=expr, labels=slo))
     return rules
 
@@ -237,50 +264,87 @@ def _pair_text(rows: Iterable[BurnRateAlert]) -> str:
     return ", or ".join(f"{row.rate:g}x over {row.long_window} and {row.short_window}" for row in rows)
 
 
-def _alert_rules(spec: SloSpec) -> list[_Rule]:
-    budget = _budget(spec)
+class _BurnAlert(NamedTuple):
+    """One alert of an SLO (a severity of the burn-rate table), whatever renders it."""
+
+    severity: str
+    rows: tuple[BurnRateAlert, ...]
+    summary: str
+    """With `_VALUE` where the alerting system's template of the firing value goes."""
+    description: str
+    runbook_url: str
+
+
+def _burn_alerts(spec: SloSpec) -> list[_BurnAlert]:
     period_minutes = spec.period_seconds / 60
     good = _GOOD[spec.kind].format(threshold=_number(spec.threshold_seconds or 0.0))
-    severities = dict.fromkeys(row.severity for row in BURN_RATE_ALERTS)
-    rules: list[_Rule] = []
-    for severity in severities:
-        rows = [row for row in BURN_RATE_ALERTS if row.severity == severity]
-        pairs = []
-        spent = []
-        for row in rows:
-            threshold = f"{_number(row.rate)} * {_TOLERANCE_FACTOR}"
-            long = _recorded(f"slo:sli_error:ratio_rate{row.long_window}", spec)
-            short = _recorded(f"slo:sli_error:ratio_rate{row.short_window}", spec)
-            pairs.append(
-                f"(\n    {long} / {budget} >= {threshold}\n  and\n    {short} / {budget} >= {threshold}\n)"
-            )
-            share = row.rate * BURN_WINDOWS[row.long_window] / period_minutes
-            spent.append(
-                f"the {row.long_window} and {row.short_window} burn rates are {row.rate:g}x or more "
-                f"({_percent(share)} of the {spec.period} budget in {row.long_window})"
-            )
+    if spec.kind == "quality":
+        runbook = _QUALITY_RUNBOOKS.get(spec.evaluation or "", _FALLBACK_RUNBOOK)
+    else:
+        runbook = _RUNBOOKS[spec.kind]
+    alerts: list[_BurnAlert] = []
+    for severity in dict.fromkeys(row.severity for row in BURN_RATE_ALERTS):
+        rows = tuple(row for row in BURN_RATE_ALERTS if row.severity == severity)
+        spent = [
+            f"the {row.long_window} and {row.short_window} burn rates are {row.rate:g}x or more "
+            f"({_percent(row.rate * BURN_WINDOWS[row.long_window] / period_minutes)} of the {spec.period} "
+            f"budget in {row.long_window})"
+            for row in rows
+        ]
         kind = rows[0].kind
-        summary = (
-            f'SLO {spec.name} burns its error budget at {{{{ printf "%.3g" $value }}}}x '
-            f"({kind}: {_pair_text(rows)})"
-        )
+        summary = f"SLO {spec.name} burns its error budget at {_VALUE}x ({kind}: {_pair_text(rows)})"
         description = (
             f"{kind.capitalize()}: {', or '.join(spent)}. Objective {_objective_percent(spec)} good over "
             f"{spec.period}; good: {good}."
         )
-        if spec.kind == "quality":
-            runbook = _QUALITY_RUNBOOKS.get(spec.evaluation or "", _FALLBACK_RUNBOOK)
-        else:
-            runbook = _RUNBOOKS[spec.kind]
-        rules.append(
-            _Rule(
-                alert=SLO_ALERTNAME,
-                expr="\nor\n".join(pairs),
-                labels=[("slo", spec.name), ("severity", severity)],
-                annotations=[("summary", summary), ("description", description), ("runbook_url", runbook)],
-            )
+        alerts.append(_BurnAlert(severity, rows, summary, description, runbook))
+    return alerts
+
+
+def _burn_condition(ratio: str, budget: str, rate: float) -> list[str]:
+    """`ratio / budget >= rate`, a multi-line ratio in parentheses (4 spaces in)."""
+    compare = f" / {budget} >= {_number(rate)} * {_TOLERANCE_FACTOR}"
+    if "\n" not in ratio:
+        return [f"    {ratio}{compare}"]
+    return ["    (", _indent(ratio, 6), f"    ){compare}"]
+
+
+def _alert_expr(spec: SloSpec, rows: Sequence[BurnRateAlert], ratio: Callable[[str], str]) -> str:
+    """The pairs of `rows` (long and short window at or above the rate), or-ed; `ratio(window)` gives the
+    error ratio of a window. The value is the long window's burn rate of the first pair that holds."""
+    budget = _budget(spec)
+    pairs = [
+        "\n".join(
+            [
+                "(",
+                *_burn_condition(ratio(row.long_window), budget, row.rate),
+                "  and",
+                *_burn_condition(ratio(row.short_window), budget, row.rate),
+                ")",
+            ]
         )
-    return rules
+        for row in rows
+    ]
+    return "\nor\n".join(pairs)
+
+
+def _alert_rules(spec: SloSpec) -> list[_Rule]:
+    def recorded(window: str) -> str:
+        return _recorded(f"slo:sli_error:ratio_rate{window}", spec)
+
+    return [
+        _Rule(
+            alert=SLO_ALERTNAME,
+            expr=_alert_expr(spec, alert.rows, recorded),
+            labels=[("slo", spec.name), ("severity", alert.severity)],
+            annotations=[
+                ("summary", alert.summary.replace(_VALUE, _PROMETHEUS_VALUE)),
+                ("description", alert.description),
+                ("runbook_url", alert.runbook_url),
+            ],
+        )
+        for alert in _burn_alerts(spec)
+    ]
 
 
 def _meta_rules(spec: SloSpec) -> list[_Rule]:
@@ -362,19 +426,22 @@ table's rate fires in both. Check: `promtool check rules FILE`.
 """
 
 
-def _header(source: str, output: str | None) -> list[str]:
-    command = f"otel-llm slo render-rules --slo-file {shlex.quote(source)}"
-    if output is not None:
-        command += f" --output {shlex.quote(output)}"
-    table = "\n".join(
+def _table() -> str:
+    return "\n".join(
         f"  {f'{row.severity} ({row.kind})':<12} {row.long_window:<5} {row.short_window:<6} {row.rate:<10g} "
         f"{_percent(row.rate * BURN_WINDOWS[row.long_window] / (30 * 1440))} in {row.long_window}"
         for row in BURN_RATE_ALERTS
     )
+
+
+def _header(source: str, output: str | None) -> list[str]:
+    command = f"otel-llm slo render-rules --slo-file {shlex.quote(source)}"
+    if output is not None:
+        command += f" --output {shlex.quote(output)}"
     text = _HEADER.format(
         source=_comment(source),
         command=_comment(command),
-        table=table,
+        table=_table(),
         alertname=SLO_ALERTNAME,
         tolerance=_TOLERANCE_FACTOR,
     )
@@ -401,4 +468,166 @@ def render_prometheus_rules(
         ]
         for rule in (*_meta_rules(spec), *_ratio_rules(spec), *_alert_rules(spec)):
             lines += rule.lines()
+    return "\n".join(lines) + "\n"
+
+
+# --- Grafana alerting -----------------------------------------------------------------------------------
+_GRAFANA_DATASOURCE: Final = "otel-llm-prometheus"
+"""The Prometheus data source uid of grafana/provisioning/datasources/prometheus.yaml."""
+_GRAFANA_FOLDER: Final = "otel-llm"
+_GRAFANA_GROUP: Final = "otel-llm-slo"
+_GRAFANA_VALUE: Final = '{{ printf "%.3g" $values.B.Value }}'
+_GRAFANA_UID: Final = re.compile(r"[A-Za-z0-9_-]+")
+_GRAFANA_UID_MAX: Final = 40
+_GRAFANA_UID_PREFIX: Final = "otel-llm-slo-"
+
+
+def _grafana_uid(spec: SloSpec, severity: str) -> str:
+    """`otel-llm-slo-<name>-p1`, stable across renderings; Grafana allows 40 of [A-Za-z0-9_-], so a longer
+    name or one with `.` or `:` keeps a cleaned prefix and gains a digest of the whole name."""
+    suffix = f"-{severity.lower()}"
+    uid = f"{_GRAFANA_UID_PREFIX}{spec.name}{suffix}"
+    if _GRAFANA_UID.fullmatch(uid) and len(uid) <= _GRAFANA_UID_MAX:
+        return uid
+    digest = "-" + hashlib.sha256(spec.name.encode()).hexdigest()[:8]
+    keep = _GRAFANA_UID_MAX - len(_GRAFANA_UID_PREFIX) - len(digest) - len(suffix)
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", spec.name)[:keep]
+    return f"{_GRAFANA_UID_PREFIX}{cleaned}{digest}{suffix}"
+
+
+def _grafana_rule(spec: SloSpec, alert: _BurnAlert) -> list[str]:
+    def inline(window: str) -> str:
+        ratio = _ratio_expr(spec, window, inline=True)
+        return ratio if "\n" in ratio else f"({ratio})"  # multi-line ratios get their parentheses below
+
+    expr = _alert_expr(spec, alert.rows, inline)
+    annotations = (
+        ("summary", alert.summary.replace(_VALUE, _GRAFANA_VALUE)),
+        ("description", alert.description),
+        ("runbook_url", alert.runbook_url),
+    )
+    return [
+        f"  - uid: {_grafana_uid(spec, alert.severity)}",
+        f"    title: {_scalar(SLO_ALERTNAME)}",
+        "    condition: C",
+        "    data:",
+        "    - refId: A",
+        "      relativeTimeRange:",
+        "        from: 600",
+        "        to: 0",
+        f"      datasourceUid: {_GRAFANA_DATASOURCE}",
+        "      model:",
+        "        refId: A",
+        "        expr: |",
+        _indent(expr, 10),
+        "        instant: true",
+        "        range: false",
+        "        intervalMs: 60000",
+        "        maxDataPoints: 43200",
+        "        editorMode: code",
+        "    - refId: B",
+        "      datasourceUid: __expr__",
+        "      model:",
+        "        refId: B",
+        "        type: reduce",
+        "        expression: A",
+        "        reducer: last",
+        "        settings:",
+        "          mode: dropNN",
+        "    - refId: C",
+        "      datasourceUid: __expr__",
+        "      model:",
+        "        refId: C",
+        "        type: threshold",
+        "        expression: B",
+        "        conditions:",
+        "        - evaluator:",
+        "            type: gt",
+        "            params:",
+        "            - 0",
+        "    noDataState: OK",
+        "    execErrState: Error",
+        "    for: 0s",
+        "    labels:",
+        f"      slo: {_scalar(spec.name)}",
+        f"      severity: {_scalar(alert.severity)}",
+        "    annotations:",
+        *(f"      {key}: {_scalar(value)}" for key, value in annotations),
+        "    isPaused: false",
+    ]
+
+
+_GRAFANA_HEADER: Final = """\
+Grafana alerting provisioning for the SLOs in {source}, generated by
+  {command}
+Do not edit: change the SLO file and run the command again.
+
+The SLO burn-rate alerts of the Prometheus rules rendered from the same file (`otel-llm slo render-rules`
+without --format), for teams that alert from Grafana: copy to Grafana's provisioning/alerting/ directory.
+One group `{group}` in folder `{folder}`, evaluated every {interval}; per SLO a page (P1) and a ticket (P3)
+rule. Needs Grafana 12.0 or later: every rule is titled `{alertname}`, which Grafana uses as the
+`alertname` label, and earlier versions reject two rules with one title in a folder.
+
+Query A (Prometheus data source uid `{datasource}`) is the Prometheus alert's expression with its
+recording rules written out inline, as Grafana cannot rely on them being loaded: the same arithmetic from
+the same window gauges. Bad events in a window = the window's ratio x its count, summed over the SLO's
+series, over the summed count (availability: otel_llm_window_error_ratio x otel_llm_window_calls;
+quality: otel_llm_window_eval_fail_ratio x otel_llm_window_eval_samples of the SLO's evaluation, i.e. the
+results labelled `fail`, where the collector judges a scored result by `score >= threshold`). 5m and 1h
+are the collector's own windows; 30m and 6h sum the 5m window figures, 3d the 1h ones, through subqueries
+at the group's {interval} step (the figures the recording rules would have recorded once a minute; the 3d
+subquery evaluates 4,320 steps at every evaluation). Latency SLOs read the collector's own
+otel_llm_slo_burn_rate: the collector must load the same SLO file (`slo_file:`), else they never fire.
+
+A returns the long window's burn rate where a pair of the table holds and nothing otherwise, B takes its
+last value, C fires on any value. No data (no traffic, or no pair holds) is OK, never a page.
+
+  severity     long  short  burn rate  budget spent when it fires (30d period)
+{table}
+
+Labels `slo` and `severity` (and the title as `alertname`), as the collector's own SLO alerts and the
+Prometheus rules, so one Alertmanager routing tree serves all three. `for: 0s`: the short window already
+makes the alert reset fast. Thresholds are multiplied by {tolerance}, the collector's relative tolerance,
+so that exactly the table's rate fires everywhere.
+"""
+
+
+def _grafana_header(source: str, output: str | None) -> list[str]:
+    command = f"otel-llm slo render-rules --format grafana --slo-file {shlex.quote(source)}"
+    if output is not None:
+        command += f" --output {shlex.quote(output)}"
+    text = _GRAFANA_HEADER.format(
+        source=_comment(source),
+        command=_comment(command),
+        group=_GRAFANA_GROUP,
+        folder=_GRAFANA_FOLDER,
+        interval=_GROUP_INTERVAL,
+        alertname=SLO_ALERTNAME,
+        datasource=_GRAFANA_DATASOURCE,
+        table=_table(),
+        tolerance=_TOLERANCE_FACTOR,
+    )
+    return [f"# {line}".rstrip() for line in text.splitlines()]
+
+
+def render_grafana_rules(
+    slos: SloSet | Sequence[SloSpec], *, source: str = "slos.yaml", output: str | None = None
+) -> str:
+    """A Grafana alerting provisioning file (YAML text) with the burn-rate alerts of `slos`, their
+    expressions inline (no recording rules needed); `source` and `output` only name them in the header."""
+    specs = tuple(slos.slos if isinstance(slos, SloSet) else slos)
+    lines = [*_grafana_header(source, output), "apiVersion: 1"]
+    if not specs:
+        return "\n".join([*lines, "groups: []"]) + "\n"
+    lines += [
+        "groups:",
+        "- orgId: 1",
+        f"  name: {_GRAFANA_GROUP}",
+        f"  folder: {_GRAFANA_FOLDER}",
+        f"  interval: {_GROUP_INTERVAL}",
+        "  rules:",
+    ]
+    for spec in specs:
+        for alert in _burn_alerts(spec):
+            lines += _grafana_rule(spec, alert)
     return "\n".join(lines) + "\n"

@@ -1,12 +1,14 @@
-"""The SLOs as Prometheus rules (`slo_rules`, `otel-llm slo`): the committed rule file is the rendering of the
-shipped SLO file, promtool accepts the rules of several SLO sets, label values are escaped, the alerts are
-the collector's burn-rate table, and bad SLO files fail the command with a clear message."""
+"""The SLOs as Prometheus rules and Grafana alerting (`slo_rules`, `otel-llm slo`): the committed files are
+the renderings of the shipped SLO file, promtool accepts the rules of several SLO sets, label values are
+escaped, the alerts are the collector's burn-rate table, Grafana's inline queries fire exactly when the
+Prometheus alerts do, and bad SLO files fail the command with a clear message."""
 
 from __future__ import annotations
 
 import re
 import shutil
 import subprocess
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from otel_llm_collector.slo import (
 from otel_llm_collector.slo_rules import (
     RATIO_WINDOWS,
     escape_promql_string,
+    render_grafana_rules,
     render_prometheus_rules,
     scope_selector,
 )
@@ -446,9 +449,311 @@ def test_exports() -> None:
         "RATIO_WINDOWS",
         "SCOPE_LABELS",
         "escape_promql_string",
+        "render_grafana_rules",
         "render_prometheus_rules",
         "scope_selector",
     ]
     assert sorted(slo_cli.__all__) == ["add_parser", "check", "main", "render_rules"]
     assert all(hasattr(slo_rules, name) for name in slo_rules.__all__)
     assert all(hasattr(slo_cli, name) for name in slo_cli.__all__)
+
+
+# --- Grafana alerting -----------------------------------------------------------------------------------
+GRAFANA_FILE = "grafana/alerts/grafana-alerting-slo.yaml"
+GRAFANA_VALUE = '{{ printf "%.3g" $values.B.Value }}'
+PROMETHEUS_VALUE = '{{ printf "%.3g" $value }}'
+
+
+def _grafana_rules(text: str) -> list[dict[str, Any]]:
+    document: dict[str, Any] = yaml.safe_load(text)
+    return [rule for group in document["groups"] for rule in group["rules"]]
+
+
+def _query_a(rule: dict[str, Any]) -> str:
+    [query] = [query for query in rule["data"] if query["refId"] == "A"]
+    expr: str = query["model"]["expr"]
+    return expr
+
+
+def _prometheus_alerts(specs: list[SloSpec]) -> list[dict[str, Any]]:
+    return [
+        rule
+        for group in _groups(render_prometheus_rules(specs))
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def _specs(name: str) -> list[SloSpec]:
+    return _shipped() if name == "shipped" else list(parse_slos({"slos": SLO_SETS[name]}).slos)
+
+
+def _query_a_as_prometheus_alerts(text: str, alertname: str) -> str:
+    """A Prometheus rule file alerting on each Grafana rule's query A with the rule's labels, and the value A
+    returns in the summary as Grafana's summary prints it."""
+    rules = [
+        {
+            "alert": alertname,
+            "expr": _query_a(rule),
+            "labels": rule["labels"],
+            "annotations": {"summary": PROMETHEUS_VALUE},
+        }
+        for rule in _grafana_rules(text)
+    ]
+    return yaml.safe_dump({"groups": [{"name": "grafana-query-a", "interval": "1m", "rules": rules}]})
+
+
+def test_committed_grafana_file_is_the_rendering_of_the_shipped_slo_file() -> None:
+    rendered = render_grafana_rules(load_slos(ROOT / SLO_FILE), source=SLO_FILE, output=GRAFANA_FILE)
+    assert (ROOT / GRAFANA_FILE).read_text("utf-8") == rendered, (
+        f"{GRAFANA_FILE} is stale: run "
+        f"`otel-llm slo render-rules --format grafana --slo-file {SLO_FILE} --output {GRAFANA_FILE}`"
+    )
+
+
+def test_the_command_in_the_grafana_header_reproduces_the_committed_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "grafana" / "alerts").mkdir(parents=True)
+    shutil.copy(ROOT / SLO_FILE, tmp_path / SLO_FILE)
+    committed = (ROOT / GRAFANA_FILE).read_text("utf-8")
+    header = re.search(r"^#   otel-llm (slo render-rules .*)$", committed, re.MULTILINE)
+    assert header is not None
+    assert "--format grafana" in header.group(1)
+    monkeypatch.chdir(tmp_path)
+    assert slo_cli.main(header.group(1).split()[1:]) == 0
+    assert (tmp_path / GRAFANA_FILE).read_text("utf-8") == committed
+    assert "rules for 3 SLOs written" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [*SLO_SETS, "shipped"])
+def test_grafana_file_has_the_provisioning_structure_of_grafana_alerting_yaml(name: str) -> None:
+    """The checks tests/grafana/test_promtool.py makes on grafana-alerting.yaml, except the min-samples guard:
+    burn rates have none, in the collector as in the Prometheus rules."""
+    specs = _specs(name)
+    document = yaml.safe_load(render_grafana_rules(specs))
+    assert document["apiVersion"] == 1
+    if not specs:
+        assert document["groups"] == []
+        return
+    [group] = document["groups"]
+    assert (group["orgId"], group["name"], group["folder"], group["interval"]) == (
+        1,
+        "otel-llm-slo",
+        "otel-llm",
+        "1m",
+    )
+    rules = group["rules"]
+    assert len(rules) == 2 * len(specs)
+    uids = [rule["uid"] for rule in rules]
+    assert len(set(uids)) == len(uids)
+    for rule in rules:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", rule["uid"]), rule["uid"]
+        assert rule["title"] == SLO_ALERTNAME
+        queries = {query["refId"]: query for query in rule["data"]}
+        assert list(queries) == ["A", "B", "C"]
+        assert queries["A"]["datasourceUid"] == "otel-llm-prometheus"
+        assert queries["A"]["model"]["instant"] is True
+        assert queries["B"]["model"] | {"settings": None} == {
+            "refId": "B",
+            "type": "reduce",
+            "expression": "A",
+            "reducer": "last",
+            "settings": None,
+        }
+        assert queries[rule["condition"]]["model"]["type"] == "threshold"
+        assert queries[rule["condition"]]["model"]["expression"] == "B"
+        assert (rule["noDataState"], rule["execErrState"], rule["for"]) == ("OK", "Error", "0s")
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}
+
+
+def test_grafana_uids_are_stable_and_fit_grafana_for_every_slo_name() -> None:
+    names = ["a", "x" * 100, "a.b", "a:b", "a_b", "support-bot-availability", "support-bot-availabilityy"]
+    specs = [SloSpec(name=name, kind="availability", objective=0.9) for name in names]
+    uids = [rule["uid"] for rule in _grafana_rules(render_grafana_rules(specs))]
+    assert len(set(uids)) == len(uids) == 2 * len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,40}", uid) for uid in uids), uids
+    assert uids[:2] == ["otel-llm-slo-a-p1", "otel-llm-slo-a-p3"]
+    assert "otel-llm-slo-support-bot-availability-p1" in uids
+    assert uids == [rule["uid"] for rule in _grafana_rules(render_grafana_rules(specs))]
+
+
+@pytest.mark.parametrize("name", ["shipped", "unscoped", "every-scope-and-period", "odd-label-values"])
+def test_grafana_rules_carry_the_labels_and_annotations_of_the_prometheus_alerts(name: str) -> None:
+    specs = _specs(name)
+    grafana = _grafana_rules(render_grafana_rules(specs))
+    prometheus = _prometheus_alerts(specs)
+    assert len(grafana) == len(prometheus) == 2 * len(specs)
+    for rule, mirror in zip(grafana, prometheus, strict=True):
+        assert rule["title"] == mirror["alert"] == SLO_ALERTNAME
+        assert rule["labels"] == mirror["labels"]
+        assert "for" not in mirror
+        summary = rule["annotations"]["summary"]
+        assert GRAFANA_VALUE in summary
+        assert summary.replace(GRAFANA_VALUE, PROMETHEUS_VALUE) == mirror["annotations"]["summary"]
+        for key in ("description", "runbook_url"):
+            assert rule["annotations"][key] == mirror["annotations"][key]
+
+
+@pytest.mark.parametrize("name", [*SLO_SETS, "shipped"])
+def test_grafana_queries_read_the_collector_metrics_not_recording_rules(name: str) -> None:
+    specs = _specs(name)
+    prometheus = {
+        group["rules"][0]["labels"]["slo"]: {rule.get("record"): rule["expr"] for rule in group["rules"]}
+        for group in _groups(render_prometheus_rules(specs))
+    }
+    for rule in _grafana_rules(render_grafana_rules(specs)):
+        expr = _query_a(rule)
+        assert not re.search(r"\bslo:\w+:", expr), expr
+        recorded = prometheus[rule["labels"]["slo"]]
+        # The inline figures are the recording rules' own expressions, character for character.
+        flat = re.sub(r"\s+", " ", expr)
+        for record in ("slo:sli_errors:window5m", "slo:sli_events:window5m", "slo:sli_errors:window1h"):
+            if record in recorded:
+                assert re.sub(r"\s+", " ", recorded[record].strip()) in flat, record
+        if "slo:sli_errors:window5m" not in recorded:  # latency: (the burn-rate gauge x budget)
+            for window in re.findall(r'window="(\w+)"', expr):
+                assert f"({recorded[f'slo:sli_error:ratio_rate{window}'].strip()}) / " in expr, window
+
+
+@needs_promtool
+@pytest.mark.parametrize("name", [*SLO_SETS, "shipped"])
+def test_promtool_accepts_every_grafana_query(name: str, tmp_path: Path) -> None:
+    text = render_grafana_rules(_specs(name))
+    (tmp_path / "queries.yaml").write_text(_query_a_as_prometheus_alerts(text, "GrafanaQueryA"), "utf-8")
+    result = _promtool(tmp_path, "check", "rules", "queries.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_grafana_rules(text))} rules found" in result.stdout
+
+
+def _burn_series(spec: SloSpec, window: str, values: str) -> list[dict[str, str]]:
+    """Window gauges (1,000 events a minute) whose error ratio follows `values` (promtool notation)."""
+    if spec.kind == "availability":
+        labels = f'service="support-bot",window="{window}"'
+        names = ("otel_llm_window_error_ratio", "otel_llm_window_calls")
+    else:
+        labels = f'service="support-bot",evaluation="{spec.evaluation}",window="{window}"'
+        names = ("otel_llm_window_eval_fail_ratio", "otel_llm_window_eval_samples")
+    count = sum(int(part.partition("x")[2] or 0) + 1 for part in values.split()) - 1
+    return [
+        {"series": f"{names[0]}{{{labels}}}", "values": values},
+        {"series": f"{names[1]}{{{labels}}}", "values": f"1000x{count}"},
+    ]
+
+
+def _error_ratio(spec: SloSpec, burn_rate: str) -> str:
+    return format(Decimal(burn_rate) * (1 - Decimal(repr(spec.objective))), "f")
+
+
+def _both_fire(
+    tmp_path: Path,
+    spec: SloSpec,
+    series: list[dict[str, str]],
+    eval_time: str,
+    firing: dict[str, str],
+) -> subprocess.CompletedProcess[str]:
+    """promtool: the Prometheus rules and Grafana's query A (as alerts `GrafanaSLOBurnRate`) fire exactly
+    the severities of `firing` (severity -> the value the summary prints) at `eval_time`."""
+    (tmp_path / "prometheus.yaml").write_text(render_prometheus_rules([spec]), "utf-8")
+    grafana = render_grafana_rules([spec])
+    (tmp_path / "grafana.yaml").write_text(
+        _query_a_as_prometheus_alerts(grafana, "GrafanaSLOBurnRate"), "utf-8"
+    )
+    prometheus = {rule["labels"]["severity"]: rule for rule in _prometheus_alerts([spec])}
+    labels = {severity: {"slo": spec.name, "severity": severity} for severity in prometheus}
+    tests = {
+        "rule_files": ["prometheus.yaml", "grafana.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    {
+                        "eval_time": eval_time,
+                        "alertname": SLO_ALERTNAME,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": labels[severity],
+                                "exp_annotations": {
+                                    key: text.replace(PROMETHEUS_VALUE, value)
+                                    for key, text in prometheus[severity]["annotations"].items()
+                                },
+                            }
+                            for severity, value in firing.items()
+                        ],
+                    },
+                    {
+                        "eval_time": eval_time,
+                        "alertname": "GrafanaSLOBurnRate",
+                        "exp_alerts": [
+                            {"exp_labels": labels[severity], "exp_annotations": {"summary": value}}
+                            for severity, value in firing.items()
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests), "utf-8")
+    return _promtool(tmp_path, "test", "rules", "tests.yaml")
+
+
+@needs_promtool
+@pytest.mark.parametrize("kind", ["availability", "quality", "latency"])
+@pytest.mark.parametrize(("burn_rate", "fires"), [("14.4", True), ("14.3", False)])
+def test_grafana_page_query_fires_at_14_4x_and_not_at_14_3x_as_the_prometheus_alert(
+    kind: str, burn_rate: str, fires: bool, tmp_path: Path
+) -> None:
+    """Burning at `burn_rate` for the last 3 minutes (5m and 1h windows), calm before: the fast page pair
+    alone decides, the slow pair (6h, 30m) and the ticket (3d, 6h) stay below their rates."""
+    [spec] = [spec for spec in _shipped() if spec.kind == kind]
+    if kind == "latency":
+        series = [
+            {
+                "series": f'otel_llm_slo_burn_rate{{slo="{spec.name}",window="{window}"}}',
+                "values": f"{burn_rate if window in ('5m', '1h') else '0.5'}x62",
+            }
+            for window in BURN_WINDOWS
+        ]
+    else:
+        ratio = _error_ratio(spec, burn_rate)
+        series = _burn_series(spec, "5m", f"0x59 {ratio}x2") + _burn_series(spec, "1h", f"{ratio}x62")
+    result = _both_fire(tmp_path, spec, series, "62m", {"P1": burn_rate} if fires else {})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@needs_promtool
+@pytest.mark.parametrize("kind", ["availability", "quality"])
+@pytest.mark.parametrize(("burn_rate", "firing"), [("6", {"P1": "6", "P3": "6"}), ("5.9", {"P3": "5.9"})])
+def test_grafana_subqueries_fire_the_slow_page_and_the_ticket_as_the_recording_rules(
+    kind: str, burn_rate: str, firing: dict[str, str], tmp_path: Path
+) -> None:
+    """A steady burn for 7 hours: the 6h and 30m ratios (sums over time of the 5m figures) decide the page,
+    the 3d ratio (of the 1h figures) and the 6h one the ticket, in both renderings alike."""
+    [spec] = [spec for spec in _shipped() if spec.kind == kind]
+    ratio = _error_ratio(spec, burn_rate)
+    series = _burn_series(spec, "5m", f"{ratio}x420") + _burn_series(spec, "1h", f"{ratio}x420")
+    result = _both_fire(tmp_path, spec, series, "7h", firing)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_rules_format_grafana_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(ROOT / SLO_FILE)
+    assert slo_cli.main(["render-rules", "--format", "grafana", "--slo-file", path]) == 0
+    assert capsys.readouterr().out == render_grafana_rules(load_slos(path), source=path)
+    assert slo_cli.main(["render-rules", "--format", "alertmanager", "--slo-file", path]) == 2
+    assert "invalid choice: 'alertmanager'" in capsys.readouterr().err
+
+
+def test_grafana_header_names_the_source_the_command_and_the_grafana_version() -> None:
+    text = render_grafana_rules(_shipped(), source="teams/slos.yaml", output="alerting/slo.yaml")
+    assert text.startswith("# Grafana alerting provisioning for the SLOs in teams/slos.yaml, generated by\n")
+    command = (
+        "otel-llm slo render-rules --format grafana --slo-file teams/slos.yaml --output alerting/slo.yaml"
+    )
+    assert f"#   {command}\n" in text
+    assert "Grafana 12.0 or later" in text
+    before = text.split("\napiVersion: 1\n")[0]
+    assert all(line.startswith("#") for line in before.splitlines())
+    assert render_grafana_rules(_shipped()) == render_grafana_rules(_shipped())

@@ -518,6 +518,9 @@ class LLMCall:
             self.span.set_attribute(attr.GEN_AI_INPUT_MESSAGES, self._text(self.request.messages))
         if self.request.system is not None:
             self.span.set_attribute(attr.GEN_AI_SYSTEM_INSTRUCTIONS, self._text(self.request.system))
+        if self.context.retrieved_context:
+            documents = self._text(list(self.context.retrieved_context))
+            self.span.set_attribute(attr.GEN_AI_RETRIEVAL_DOCUMENTS, documents)
 
     def _output_messages(self, info: ResponseInfo) -> list[dict[str, Any]]:
         return [
@@ -542,6 +545,8 @@ class LLMCall:
             attributes[attr.GEN_AI_INPUT_MESSAGES] = self._text(self.request.messages)
         if self.request.system is not None:
             attributes[attr.GEN_AI_SYSTEM_INSTRUCTIONS] = self._text(self.request.system)
+        if self.context.retrieved_context:
+            attributes[attr.GEN_AI_RETRIEVAL_DOCUMENTS] = self._text(list(self.context.retrieved_context))
         attributes[attr.GEN_AI_OUTPUT_MESSAGES] = self._text(self._output_messages(info))
         self.telemetry.logger.emit(
             context=trace.set_span_in_context(self.span),

@@ -209,6 +209,30 @@ def test_content_capture_is_opt_in_and_redacted(
     assert "Echo:" in a["gen_ai.output.messages"]
 
 
+def test_retrieved_context_is_captured_only_with_content_capture(
+    monkeypatch: pytest.MonkeyPatch, llm_server: LLMServer
+) -> None:
+    documents = ["Pro costs 39 dollars.", "Support mail: help@example.com"]
+    spans = []
+    for capture in ("false", "true"):
+        monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", capture)
+        t = make_telemetry()
+        otel_llm.instrument(tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
+        try:
+            with (
+                otel_llm.llm_context(retrieved_context=documents),
+                openai.OpenAI(base_url=llm_server.openai_base_url, api_key="t", max_retries=0) as client,
+            ):
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        finally:
+            otel_llm.uninstrument()
+        spans.append(t.only_call().attributes or {})
+    assert "gen_ai.retrieval.documents" not in spans[0]
+    captured = json.loads(spans[1]["gen_ai.retrieval.documents"])
+    assert captured[0] == "Pro costs 39 dollars."
+    assert "help@example.com" not in captured[1]  # redacted like the messages
+
+
 def test_non_llm_traffic_is_untouched(telemetry: Telemetry, llm_server: LLMServer) -> None:
     with httpx2.Client() as client:
         assert client.get(f"{llm_server.openai_base_url}/models").status_code == 200

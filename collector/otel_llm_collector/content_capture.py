@@ -21,7 +21,8 @@ official openai-v2 instrumentation writes it) is read too, as JSON strings on sp
 the details event, and so is `gen_ai.retrieval.documents` when it is on the call's span (a JSON list of
 strings or of objects with a `content` or `text` field).
 
-Retrieved context. `llm_context(retrieved_context=...)` never leaves the app, so the evidence for
+Retrieved context. `llm_context(retrieved_context=...)` reaches the collector as `gen_ai.retrieval.documents`
+when the app captures content; besides it, the evidence for
 `groundedness` (and the judge's `faithfulness`) is what the app gave the model besides the question: system
 instructions, `system` and `developer` messages, tool results (`tool` messages, Anthropic `tool_result`
 parts, semconv `tool_call_response` parts, Responses `function_call_output` items), and

@@ -42,7 +42,7 @@ from otel_llm_collector.registry import PromptRegistry, PromptVersion, RegistryR
 from otel_llm_collector.remote_registry import RemoteRollbackTarget
 from otel_llm_collector.rollback import RollbackController, RollbackSettings, RollbackTarget
 from otel_llm_collector.router import Request, Response, Router
-from otel_llm_collector.rules import load_default_rules, load_rules
+from otel_llm_collector.rules import Rule, load_default_rules, load_rules
 from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.slo import SloTracker, load_slos
 from otel_llm_collector.switches import Switch
@@ -88,6 +88,26 @@ def _budget_event(
 
 
 _logger = logging.getLogger(__name__)
+
+
+def canary_metric_names(rule_name: str, rules: Iterable[Rule]) -> set[str]:
+    """The canary metrics that judge what the rule `rule_name` reads (`score:faithfulness`, `error_rate`,
+    ...); empty when the canary compares nothing of it (e.g. cost)."""
+    rule = next((r for r in rules if r.name == rule_name), None)
+    if rule is None:
+        return set()
+    names: set[str] = set()
+    for ref in rule.metrics:
+        metric, argument = ref.name, ref.argument
+        if metric.startswith("eval_mean") and argument:
+            names.add(f"score:{argument}")
+        elif metric.startswith("eval_fail") and argument:
+            names.add(f"fail_rate:{argument}")
+        elif metric in ("error_rate", "success_rate", "error_count"):
+            names.add("error_rate")
+        elif metric.startswith("latency"):
+            names.add("latency_seconds")
+    return names
 
 
 def to_notify_alert(event: AlertEvent) -> Alert:
@@ -219,9 +239,19 @@ class Alerting:
         with lock:
             return self.canary.compare(prompt, baseline=baseline, candidate=candidate)
 
-    def _canary_verdict(self, prompt: str, baseline: str, candidate: str) -> tuple[str, float | None] | None:
+    def _canary_verdict(
+        self, prompt: str, baseline: str, candidate: str, event: AlertEvent
+    ) -> tuple[str, float | None] | None:
+        """The canary verdict, only when it judged the alert's own metric conclusively: a comparison that
+        never saw the alerting signal (say, scores that had not arrived) must not stop a rollback."""
         report = self.canary.compare(prompt, baseline=baseline, candidate=candidate)
-        return None if report is None else (str(report.verdict), report.score)
+        if report is None:
+            return None
+        wanted = canary_metric_names(event.rule, self.evaluator.rules.rules if self.evaluator else ())
+        judged = {m.name for m in report.metrics if m.verdict != "inconclusive"}
+        if not wanted or not wanted <= judged:
+            return None
+        return str(report.verdict), report.score
 
     def _recovered(self, event: AlertEvent) -> bool | None:
         """Did the rule's condition clear on the series now serving (the rolled-back-to version)?"""

@@ -36,7 +36,7 @@ from otel_llm_collector.disparity import DisparityTracker
 from otel_llm_collector.drift_monitor import HOUR_NS, DriftMonitor
 from otel_llm_collector.findings import FindingsAnnotator
 from otel_llm_collector.history import MetricHistory
-from otel_llm_collector.records import CallRecord
+from otel_llm_collector.records import CallRecord, EvaluationRecord
 from otel_llm_collector.slo import SloTracker
 from otel_llm_collector.windows import WindowEngine
 
@@ -122,10 +122,22 @@ class Pipeline:
                 self.engine.apply(before)
                 if before.evaluations:  # after the windows: the join index knows the batch's calls
                     self.drift.observe_evaluations(before.evaluations, self.engine.join.lookup)
+                    self._canary_evaluations(before.evaluations)
                 self._evaluate(tick)
         self.engine.apply(result)
         if result.evaluations and self.evaluator is not None:
             self.drift.observe_evaluations(result.evaluations, self.engine.join.lookup)
+            self._canary_evaluations(result.evaluations)
+
+    def _canary_evaluations(self, evaluations: Iterable[EvaluationRecord]) -> None:
+        """Evaluations that arrived on their own (log records) reach the canary through the join."""
+        if self.canary is None:
+            return
+        lookup = self.engine.join.lookup
+        for evaluation in evaluations:
+            series = evaluation.series or lookup(evaluation)
+            if series is not None:
+                self.canary.observe_evaluation(evaluation, series=series)
 
     def advance_watermark(self, now_ns: int) -> None:
         self.engine.advance_watermark(now_ns)

@@ -9,9 +9,10 @@ decides, then acts through the prompt registry:
    prompt, at most `max_per_day` (3) in the trailing 24 hours; beyond that it is manual only, and the
    decision says so (it goes into the alert's annotations);
 3. the canary comparison, when there is one: if the alerting version is judged no worse than the rollback
-   reference on every metric compared (canary verdict `pass`), rolling back would not help (the regression
-   is not the version's: a provider, data or traffic change hits both), so it is refused, manual only;
-   `marginal`, `fail` and `inconclusive` let the rule's verdict stand;
+   reference on every metric compared (canary verdict `pass`), including a conclusive `pass` on the metric
+   the alert is about, rolling back would not help (the regression is not the version's: a provider, data
+   or traffic change hits both), so it is refused, manual only; `marginal`, `fail`, `inconclusive`, or a
+   comparison that did not judge the alert's metric let the rule's verdict stand;
 4. in `dry_run` mode it records what it would have done and changes nothing;
 5. otherwise it snapshots the series' figures for the post-mortem, switches the active version
    (`registry.rollback(..., automatic=True)`, audited by the registry), and starts a recovery watch: after
@@ -93,8 +94,9 @@ class Decision:
 MetricReader = Callable[[AlertEvent], Any]
 """Reads the alerting series' figures now, for the post-mortem snapshot (JSON-compatible); None without."""
 
-CanaryVerdict = Callable[[str, str, str], tuple[str, float | None] | None]
-"""`(prompt, baseline, candidate) -> (verdict, score)` of the canary comparison; None without one."""
+CanaryVerdict = Callable[[str, str, str, AlertEvent], tuple[str, float | None] | None]
+"""`(prompt, baseline, candidate, alert) -> (verdict, score)` of the canary comparison on the alert's own
+metric; None when there is none (no data, or the alert's metric was not compared conclusively)."""
 
 
 class RollbackController:
@@ -162,7 +164,11 @@ class RollbackController:
                 "automatic rollback is off for this prompt; manual action needed"
             )
             return
-        canary = self._canary(prompt, reference, decision.from_version) if self._canary is not None else None
+        canary = (
+            self._canary(prompt, reference, decision.from_version, event)
+            if self._canary is not None
+            else None
+        )
         if canary is not None and canary[0] == "pass":
             decision.outcome = "refused"
             decision.reason = (

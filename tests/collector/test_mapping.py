@@ -204,10 +204,10 @@ def test_values_of_an_unexpected_type_are_converted() -> None:
     assert call.finish_reasons == ("stop",)
 
 
-def test_segments_come_from_the_segment_prefix() -> None:
+def test_segments_come_from_the_segment_prefix_and_the_tenant() -> None:
     attributes: Attrs = {A.GEN_AI_OPERATION_NAME: "chat", A.SEGMENT_PREFIX + "locale": "de", A.TENANT: "t1"}
     call = _decode_one(attributes)
-    assert call.segments == (("locale", "de"),)
+    assert call.segments == (("locale", "de"), ("tenant", "t1"))
     assert call.instrumentation == "otel_llm"
 
 

@@ -155,7 +155,9 @@ def _canary_traffic(canary: CanaryCollector, version: str, *, error_rate: float,
 
 
 def _guarded(registry: PromptRegistry, canary: CanaryCollector) -> RollbackController:
-    def verdict(prompt: str, baseline: str, candidate: str) -> tuple[str, float | None] | None:
+    def verdict(
+        prompt: str, baseline: str, candidate: str, event: AlertEvent
+    ) -> tuple[str, float | None] | None:
         report = canary.compare(prompt, baseline=baseline, candidate=candidate)
         return None if report is None else (str(report.verdict), report.score)
 
@@ -188,3 +190,59 @@ def test_the_rollback_goes_ahead_when_the_canary_blames_the_version(registry: Pr
     empty = _guarded(registry, CanaryCollector()).consider(_alert(T0 + 30 * MINUTE))
     assert empty is not None
     assert empty.outcome == "rolled_back"
+
+
+def test_the_alerts_metric_must_be_among_what_the_canary_judged() -> None:
+    from otel_llm_collector.alerting import canary_metric_names
+    from otel_llm_collector.rules import load_default_rules
+
+    rules = load_default_rules().rules
+    assert canary_metric_names("faithfulness-p0", rules) == {"score:faithfulness"}
+    assert canary_metric_names("error-rate-rollback", rules) == {"error_rate"}
+    assert canary_metric_names("toxicity-p0", rules) == {"fail_rate:toxicity"}
+    assert canary_metric_names("cost-per-call-2x", rules) == set()
+    assert canary_metric_names("no-such-rule", rules) == set()
+
+
+def test_scores_sent_as_log_records_reach_the_canary_and_a_collapse_is_rolled_back(tmp_path: Path) -> None:
+    """The demo's shape: both versions error-free and equally fast, faithfulness only in evaluation log
+    records. The canary must see the scores (and fail 2.0.0), so the rollback goes ahead."""
+    from otel_llm_collector.alerting import Alerting
+    from otel_llm_collector.config import load_settings
+    from otel_llm_collector.contracts import DecodeResult
+    from otel_llm_collector.decode import decode_traces
+    from otel_llm_collector.records import EvaluationRecord
+    from otel_llm_collector.selfmetrics import Counters
+    from otel_llm_collector.testing import SECOND_NS, SpanRecorder
+    from otel_llm_collector.windows import WindowEngine
+
+    alerting = Alerting(load_settings(None, {"state_dir": str(tmp_path)}), tmp_path, Counters())
+    try:
+        for version in ("1.0.0", "2.0.0"):
+            alerting.registry.register("answer", version, f"v{version}", created_by="dev")
+            alerting.registry.deploy("answer", version, by="dev")
+        pipeline = alerting.pipeline(WindowEngine())
+        for minute in range(12):
+            recorder = SpanRecorder(service="support-bot")
+            scores: list[EvaluationRecord] = []
+            for i in range(30):
+                start = T0 + (minute * 60 + i * 2) * SECOND_NS
+                version = "1.0.0" if minute < 4 else "2.0.0"
+                response_id = f"r{minute}-{i}"
+                recorder.genai_span(
+                    start_ns=start, end_ns=start + SECOND_NS, prompt_version=version, response_id=response_id
+                )
+                score = 1.0 if version == "1.0.0" else 0.1
+                scores.append(
+                    EvaluationRecord("faithfulness", start + 2 * SECOND_NS, score, response_id=response_id)
+                )
+            pipeline.apply(decode_traces(recorder.request()))
+            # As decoded from evaluation log records: no series, joined by response id.
+            pipeline.apply(DecodeResult(evaluations=scores))
+        report = alerting.canary.compare("answer", baseline="1.0.0", candidate="2.0.0")
+        decisions = list(alerting.rollbacks.decisions)
+    finally:
+        alerting.stop()
+    assert report is not None
+    assert {m.name: m.verdict for m in report.metrics}["score:faithfulness"] == "fail"
+    assert [d.outcome for d in decisions][:1] == ["rolled_back"]

@@ -29,8 +29,11 @@ class RecordingSink:
         self.applied = threading.Condition()
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()
+        """Set once the ingest worker is inside `apply` (so the queue no longer holds that batch)."""
 
     def apply(self, result: DecodeResult) -> None:
+        self.entered.set()
         self.gate.wait(30)
         with self.applied:
             self.results.append(result)

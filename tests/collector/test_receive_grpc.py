@@ -205,6 +205,7 @@ def test_full_queue_sheds_with_retry_info_on_the_wire() -> None:
         with grpc.insecure_channel(stack.grpc_endpoint) as channel:
             call = channel.unary_unary(TRACE_EXPORT)
             call(payload, timeout=10)
+            assert stack.sink.entered.wait(10)  # the worker holds the first batch
             call(payload, timeout=10)
             with pytest.raises(grpc.RpcError) as info:
                 call(payload, timeout=10)
@@ -230,6 +231,7 @@ def test_real_exporter_retries_after_shedding_and_nothing_is_lost() -> None:
         with grpc.insecure_channel(stack.grpc_endpoint) as channel:
             call = channel.unary_unary(TRACE_EXPORT)
             call(filler, timeout=10)
+            assert stack.sink.entered.wait(10)
             call(filler, timeout=10)  # worker busy with the first, queue holds the second: full
         recorder = _recorded_spans(3)
         exporter = OTLPSpanExporter(endpoint=stack.grpc_endpoint, insecure=True, timeout=20)

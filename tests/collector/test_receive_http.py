@@ -217,6 +217,7 @@ def test_shedding_answers_503_with_retry_after() -> None:
         stack.sink.gate.clear()
         payload = genai_request(spans=1).SerializeToString()
         assert _post(stack, "/v1/traces", payload, PROTOBUF)[0] == 200
+        assert stack.sink.entered.wait(10)  # the worker holds the first batch: the queue has room for one
         assert _post(stack, "/v1/traces", payload, PROTOBUF)[0] == 200
         status, headers, body = _post(stack, "/v1/traces", payload, PROTOBUF)
         assert status == 503

@@ -326,6 +326,9 @@ def main() -> None:
     parser.add_argument("--grpc-max-workers", type=int, default=8, help="the collector's gRPC thread pool")
     parser.add_argument("--no-wal", action="store_true", help="run the collector without its write-ahead log")
     parser.add_argument(
+        "--no-rules", action="store_true", help="run the collector without rules (windows and snapshots only)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy the single-process collector (needs py-spy)"
     )
     parser.add_argument(
@@ -340,6 +343,7 @@ def main() -> None:
         f"snapshot_interval_seconds: {args.snapshot_seconds}\n"
         f"max_series: {max(args.series, 1000) + 100}\ngrpc_max_workers: {args.grpc_max_workers}\n"
         f"write_ahead_log: {'false' if args.no_wal else 'true'}\n"
+        f"rules_enabled: {'false' if args.no_rules else 'true'}\n"
     )
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}; work dir {work}")
     payloads = build_requests(16, 50, time.time_ns() - 120 * 10**9)

@@ -48,7 +48,7 @@ from otel_llm_collector.selfmetrics import Counters
 from otel_llm_collector.store import StateStore
 from otel_llm_collector.switches import KillSwitches
 from otel_llm_collector.wal import WriteAheadLog
-from otel_llm_collector.windows import WINDOW_NAMES, WindowEngine
+from otel_llm_collector.windows import SNAPSHOT_SERIES, WINDOW_NAMES, WindowEngine
 
 __all__ = ["App", "run"]
 
@@ -136,8 +136,8 @@ class App:
         covered = 0
         saved = self.store.load_snapshot()
         if saved is not None:
-            try:
-                engine = WindowEngine.restore(saved[1], **options)
+            try:  # the series rows stream in: one decoded at a time beside the engine being rebuilt
+                engine = WindowEngine.restore(saved[1], rows=self.store.load_snapshot_rows(), **options)
             except Exception:
                 _logger.exception(
                     "the window snapshot in %s cannot be restored; starting empty", settings.state_dir
@@ -171,7 +171,9 @@ class App:
         return last
 
     def _save_snapshot(self, data: dict[str, Any]) -> None:
-        self.store.save_snapshot(data, saved_at_ns=time.time_ns())
+        """The header as one row and the window series in rows of their own, in one transaction."""
+        header = {key: value for key, value in data.items() if key != SNAPSHOT_SERIES}
+        self.store.save_snapshot(header, saved_at_ns=time.time_ns(), rows=data.get(SNAPSHOT_SERIES, ()))
 
     # -- lifecycle -------------------------------------------------------------------------------------
 

@@ -8,10 +8,12 @@ order, and the worker applies every one of them before a graceful shutdown takes
 One thread owns the window engine's writes, so the engine needs no locking of its own for ingest; readers
 (``/metrics``, ``/api/v1/series``) take `IngestQueue.engine_lock` to see a consistent state. While no
 data arrives, the worker advances the engine's watermark with wall-clock time, so windows close and
-alerts resolve on an idle stream. Every ``snapshot_interval_seconds`` it takes ``engine.snapshot()`` (the
-engine is not thread-safe, so this part stalls ingest) and hands the result to a saver thread, so the
-slow part, serialising and writing it, overlaps ingest. A snapshot that comes due while the previous one
-is still being written is skipped, not queued: only the newest matters.
+alerts resolve on an idle stream. Every ``snapshot_interval_seconds`` it takes ``engine.snapshot()`` under
+``engine_lock`` (the engine is not thread-safe, so this part stalls ingest; the window engine packs the
+series into compressed rows: for 10,000 busy series about 3 MB, 0.8 s alone or 1.5 s under full load) and
+hands the result to a saver thread, which writes the rows to the store in one transaction while ingest goes
+on. A snapshot that comes due while the previous one is still being written is skipped, not queued: only
+the newest matters.
 
 What a crash loses. Graceful shutdown (SIGTERM, SIGINT) loses nothing. With a write-ahead log (the app
 always gives one, in ``<state_dir>/wal``), each accepted request that carries GenAI records is appended to

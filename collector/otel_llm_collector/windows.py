@@ -39,11 +39,24 @@ in `overflow_calls`. A series whose buckets have all expired is forgotten, which
 Evaluations carried on their call's span go to that call's series; the rest are attributed through the
 `JoinIndex` (by span context or response id), else wait briefly as pending, else count as
 `evaluations_unmatched`. An evaluation lands in the bucket of its own event time.
+
+Persistence. `snapshot()` is a small JSON-ready header (clocks, counters, tier layout) plus rows of series:
+each series' key, totals and buckets packed with `struct` (`Bucket.pack_into`), about a megabyte of series
+per row, zlib-compressed. The ingest worker takes it under its lock, so it is made to be quick and small
+rather than readable: for 10,000 busy series about 0.8 s and 3 MB of rows, where a document of plain dicts
+took 3 s and 300 MB of Python objects at once, then 2 s more to become JSON. The state store writes each row
+as a database row, in one transaction, and `restore(header, rows=...)` decodes them one at a time.
+`snapshot_items()` gives the same state as plain data, one series at a time (the form of a version 1
+snapshot, which `restore` still reads). A bucket closes when its minute is rolled up, and then keeps its
+token figures in an int64 array (`Bucket.compact`), about 100 bytes less per bucket.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from otel_llm_collector.buckets import Bucket, WindowStats, derive
@@ -65,7 +78,20 @@ WINDOW_NAMES: Final = tuple(WINDOWS)
 _UNCACHED_MINUTES: Final = 5
 """Windows of this many minutes or fewer merge their few buckets on every read instead of caching."""
 
-SNAPSHOT_VERSION: Final = 1
+SNAPSHOT_VERSION: Final = 2
+"""1: every series as plain data inside the snapshot dict; 2: binary rows of series (`snapshot_rows`)."""
+SNAPSHOT_SERIES: Final = "series"
+"""The `snapshot()` key that holds the series rows; the state store keeps each row as a row of its own."""
+_SERIES_HEADER: Final = struct.Struct("<qqI")
+"""calls total, evaluations total, length of the series key (a JSON array); then the key, then the tiers."""
+_COUNT: Final = struct.Struct("<I")
+_INDEX: Final = struct.Struct("<q")
+_ROW_BYTES: Final = 1 << 20
+"""Series are packed into rows of about this size before compression. zlib lets go of the GIL on every
+call, and under load each call then waits up to a switch interval (5 ms) to get it back: one call per
+series made a snapshot of 10,000 series hold the ingest lock for 5-12 s, one per megabyte does not."""
+_ROW_COMPRESSION_LEVEL: Final = 1
+"""zlib's fastest level: rows shrink about tenfold (buckets of one series look alike)."""
 
 
 class _Series:
@@ -155,6 +181,8 @@ class WindowEngine:
                     if self._rolled_minute <= minute < closed_minute:
                         for target in self._coarse_buckets(series, minute * MINUTE_NS):
                             target.merge(bucket)
+                            target.compact()
+                        bucket.compact()  # closed: only late calls change it now
             self._rolled_minute = closed_minute
             self._evict()
             self.join.expire(self.watermark_ns)
@@ -347,9 +375,20 @@ class WindowEngine:
 
     # --- persistence ----------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
-        """All window state as plain JSON-serialisable data (the join index is not included)."""
+        """The whole state now: `snapshot_header()` plus `snapshot_rows()` as a list under `SNAPSHOT_SERIES`.
+
+        The ingest worker takes this under its lock, so it is built to be quick and small: no per-bucket
+        Python objects, only one compressed row (bytes) per series. The join index is not included.
+        """
+        data = self.snapshot_header()
+        data[SNAPSHOT_SERIES] = list(self.snapshot_rows())
+        return data
+
+    def snapshot_header(self) -> dict[str, Any]:
+        """Clocks, counters and the format: plain JSON-serialisable data, small at any series count."""
         return {
             "version": SNAPSHOT_VERSION,
+            "tiers": [list(tier) for tier in TIERS],
             "now_ns": self._now_ns,
             "wall_ns": self._wall_ns,
             "rolled_minute": self._rolled_minute,
@@ -361,21 +400,51 @@ class WindowEngine:
                 "dropped_future": self.dropped_future,
                 "overflow_calls": self.overflow_calls,
             },
-            "series": [
+        }
+
+    def snapshot_rows(self) -> Iterator[bytes]:
+        """The series in rows: each series' key, totals and buckets (`Bucket.pack_into`), packed one after
+        another up to about `_ROW_BYTES`, then zlib-compressed. The engine must not change while this runs
+        (hold the ingest lock, or stay on the one thread that applies)."""
+        chunk = bytearray()
+        for key, series in self._series.items():
+            _pack_series(chunk, key, series)
+            if len(chunk) >= _ROW_BYTES:
+                yield zlib.compress(chunk, _ROW_COMPRESSION_LEVEL)
+                chunk = bytearray()
+        if chunk:
+            yield zlib.compress(chunk, _ROW_COMPRESSION_LEVEL)
+
+    def snapshot_items(self) -> Iterator[tuple[SeriesKey, dict[str, Any]]]:
+        """Each series as plain JSON-serialisable data, one at a time (for inspection and tests).
+
+        These are the entries of a version 1 snapshot, which `restore` still reads (a state store written
+        before the rows): ``{**snapshot_header(), "version": 1, "series": [entry, ...]}``.
+        """
+        for key, series in self._series.items():
+            yield (
+                key,
                 {
                     "key": list(key),
                     "totals": [series.calls_total, series.evaluations_total],
                     "tiers": [{str(i): b.to_dict() for i, b in buckets.items()} for buckets in series.tiers],
-                }
-                for key, series in self._series.items()
-            ],
-        }
+                },
+            )
 
     @classmethod
-    def restore(cls, data: dict[str, Any], **options: Any) -> WindowEngine:
-        """An engine holding a `snapshot()`'s state; `options` are the constructor's keyword arguments."""
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported window snapshot version {data.get('version')!r}")
+    def restore(
+        cls, data: dict[str, Any], *, rows: Iterable[bytes] | None = None, **options: Any
+    ) -> WindowEngine:
+        """An engine holding a `snapshot()`'s state; `options` are the constructor's keyword arguments.
+
+        `rows`: the series rows when they are not in `data` (the store streams them back one at a time, so
+        only one row is decoded at a time beside the engine being rebuilt).
+        """
+        version = data.get("version")
+        if version not in (1, SNAPSHOT_VERSION):
+            raise ValueError(f"unsupported window snapshot version {version!r}")
+        if version == SNAPSHOT_VERSION and data.get("tiers") != [list(tier) for tier in TIERS]:
+            raise ValueError("window snapshot has a different tier layout")
         engine = cls(**options)
         engine._now_ns = int(data["now_ns"])
         engine._wall_ns = int(data.get("wall_ns", 0))
@@ -387,17 +456,70 @@ class WindowEngine:
         engine.dropped_too_old = int(counters.get("dropped_too_old", 0))
         engine.dropped_future = int(counters.get("dropped_future", 0))
         engine.overflow_calls = int(counters.get("overflow_calls", 0))
-        for entry in data["series"]:
-            series = _Series()
-            series.tiers = tuple(
-                {int(i): Bucket.from_dict(b) for i, b in buckets.items()} for buckets in entry["tiers"]
-            )
-            if len(series.tiers) != len(TIERS):
-                raise ValueError("window snapshot has a different tier layout")
-            series.calls_total, series.evaluations_total = (int(v) for v in entry.get("totals", (0, 0)))
-            engine._series[SeriesKey(*entry["key"])] = series
+        if version == 1:
+            for entry in data["series"]:
+                key, series = _series_from_dict(entry)
+                engine._series[key] = series
+        else:
+            for row in rows if rows is not None else data.get(SNAPSHOT_SERIES, ()):
+                engine._series.update(_decode_row(row))
         engine._evict()
         return engine
 
 
-__all__ = ["TIERS", "WINDOWS", "WINDOW_NAMES", "WindowEngine", "WindowStats"]
+def _pack_series(out: bytearray, key: SeriesKey, series: _Series) -> None:
+    key_bytes = json.dumps(key, separators=(",", ":")).encode()
+    out += _SERIES_HEADER.pack(series.calls_total, series.evaluations_total, len(key_bytes))
+    out += key_bytes
+    for buckets in series.tiers:
+        out += _COUNT.pack(len(buckets))
+        for index, bucket in buckets.items():
+            out += _INDEX.pack(index)
+            bucket.pack_into(out)
+
+
+def _decode_row(row: bytes) -> list[tuple[SeriesKey, _Series]]:
+    try:
+        data = zlib.decompress(row)
+        decoded = []
+        offset = 0
+        while offset < len(data):
+            key, series, offset = _unpack_series(data, offset)
+            decoded.append((key, series))
+    except (zlib.error, struct.error, IndexError, ValueError) as exc:  # ValueError: bad UTF-8, JSON, lengths
+        raise ValueError(f"window snapshot row is damaged: {exc}") from exc
+    return decoded
+
+
+def _unpack_series(data: bytes, offset: int) -> tuple[SeriesKey, _Series, int]:
+    calls_total, evaluations_total, length = _SERIES_HEADER.unpack_from(data, offset)
+    start = offset + _SERIES_HEADER.size
+    offset = start + length
+    if offset > len(data):
+        raise ValueError("truncated series key")
+    fields = json.loads(data[start:offset])
+    if not isinstance(fields, list) or len(fields) != len(SeriesKey._fields):
+        raise ValueError("malformed series key")
+    series = _Series()
+    series.calls_total, series.evaluations_total = calls_total, evaluations_total
+    for buckets in series.tiers:
+        (count,) = _COUNT.unpack_from(data, offset)
+        offset += _COUNT.size
+        for _ in range(count):
+            (index,) = _INDEX.unpack_from(data, offset)
+            buckets[index], offset = Bucket.unpack_from(data, offset + _INDEX.size)
+    return SeriesKey(*(str(field) for field in fields)), series, offset
+
+
+def _series_from_dict(entry: dict[str, Any]) -> tuple[SeriesKey, _Series]:
+    series = _Series()
+    series.tiers = tuple(
+        {int(i): Bucket.from_dict(b) for i, b in buckets.items()} for buckets in entry["tiers"]
+    )
+    if len(series.tiers) != len(TIERS):
+        raise ValueError("window snapshot has a different tier layout")
+    series.calls_total, series.evaluations_total = (int(v) for v in entry.get("totals", (0, 0)))
+    return SeriesKey(*entry["key"]), series
+
+
+__all__ = ["SNAPSHOT_SERIES", "TIERS", "WINDOWS", "WINDOW_NAMES", "WindowEngine", "WindowStats"]

@@ -119,6 +119,28 @@ def test_dict_round_trip_through_json_answers_identically() -> None:
     )
 
 
+def test_binary_round_trip_answers_identically() -> None:
+    rng = random.Random(6)
+    full = QuantileSketch()
+    for _ in range(1_000):
+        full.add(rng.lognormvariate(0.0, 2.0))
+    full.add(0.0)
+    out = bytearray(b"prefix")
+    for sketch in (full, QuantileSketch(), QuantileSketch(0.05)):
+        sketch.pack_into(out)
+    offset = len(b"prefix")
+    restored = []
+    for _ in range(3):
+        sketch, offset = QuantileSketch.unpack_from(bytes(out), offset)
+        restored.append(sketch)
+    assert offset == len(out)
+    for original, copy in zip((full, QuantileSketch(), QuantileSketch(0.05)), restored, strict=True):
+        assert copy.to_dict() == original.to_dict()
+        assert [copy.quantile(q) for q in QUANTILES] == [original.quantile(q) for q in QUANTILES]
+    with pytest.raises(ValueError, match="truncated"):
+        QuantileSketch.unpack_from(bytes(out[: len(b"prefix") + 70]), len(b"prefix"))
+
+
 def test_extreme_range_collapses_the_lowest_buckets_only() -> None:
     sketch = QuantileSketch()
     for exponent in range(-9, 10):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import zlib
+from array import array
 from dataclasses import replace
 
 import otel_llm_collector.buckets as buckets_module
@@ -18,7 +20,8 @@ from otel_llm_collector.decode import decode_logs, decode_traces
 from otel_llm_collector.join import JoinIndex
 from otel_llm_collector.records import OVERFLOW_SERIES, CallRecord, EvaluationRecord, SeriesKey
 from otel_llm_collector.testing import SECOND_NS, T0_NS, SpanRecorder
-from otel_llm_collector.windows import MINUTE_NS, WINDOW_NAMES, WindowEngine
+from otel_llm_collector.windows import MINUTE_NS, SNAPSHOT_SERIES, WINDOW_NAMES, WindowEngine
+from window_support import assert_same_state, varied_engine, version_1_snapshot
 
 from otel_llm import attributes as A
 
@@ -194,16 +197,81 @@ def test_snapshot_round_trips_through_json() -> None:
         *(_call(T0_NS + i * 7 * SECOND_NS, span=i + 1, error="x" if i % 4 == 0 else "") for i in range(200)),
     )
     _apply(engine, evaluations=(EvaluationRecord("e", T0_NS + SECOND_NS, 0.3, series=KEY),))
-    restored = WindowEngine.restore(json.loads(json.dumps(engine.snapshot())))
+    data = engine.snapshot()
+    rows = data.pop(SNAPSHOT_SERIES)
+    restored = WindowEngine.restore(json.loads(json.dumps(data)), rows=rows)
     for name in WINDOW_NAMES:
         assert restored.window(KEY, name) == engine.window(KEY, name)
     assert restored.counters() == engine.counters()
     assert restored.totals(KEY) == engine.totals(KEY) == (200, 1)
 
 
+@pytest.mark.parametrize(("row_bytes", "rows"), [(1, 60), (1 << 20, 1)], ids=["row per series", "one row"])
+def test_snapshot_rows_restore_every_bucket_exactly(
+    row_bytes: int, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(windows_module, "_ROW_BYTES", row_bytes)
+    engine = varied_engine(60)
+    data = engine.snapshot()
+    assert len(data[SNAPSHOT_SERIES]) == rows
+    assert all(isinstance(row, bytes) for row in data[SNAPSHOT_SERIES])
+    assert_same_state(WindowEngine.restore(data), engine)
+    assert_same_state(WindowEngine.restore(data, rows=iter(data[SNAPSHOT_SERIES])), engine)
+
+
+def test_the_version_1_snapshot_document_still_restores() -> None:
+    """A state store written before the rows holds one JSON document with every series in it."""
+    engine = varied_engine(20)
+    legacy = json.loads(json.dumps(version_1_snapshot(engine)))
+    assert_same_state(WindowEngine.restore(legacy), engine)
+
+
+def test_closed_buckets_keep_tokens_unboxed_and_still_take_late_calls() -> None:
+    engine = WindowEngine(allowed_lateness_seconds=0)
+    _apply(engine, _call(T0_NS, input_tokens=100), _call(T0_NS + SECOND_NS, span=2, input_tokens=10**30))
+    _apply(engine, _call(T0_NS + 30 * SECOND_NS, key=KEY._replace(feature="other"), span=3, input_tokens=7))
+    engine.advance_watermark(T0_NS + 2 * MINUTE_NS)  # minute 0 closes and is rolled up
+    minute = T0_NS // MINUTE_NS
+    closed = engine._series[KEY._replace(feature="other")].minutes[minute]
+    assert isinstance(closed.tokens, array)
+    assert isinstance(engine._series[KEY].minutes[minute].tokens, list)  # beyond 64 bits: stays a list
+    _apply(engine, _call(T0_NS + 40 * SECOND_NS, key=KEY._replace(feature="other"), span=4, input_tokens=5))
+    assert engine.late == 1
+    for name in ("5m", "1h", "24h"):
+        other = engine.window(KEY._replace(feature="other"), name)
+        assert other is not None
+        assert (other.count, other.tokens_total["input"]) == (2, 12)
+        stats = engine.window(KEY, name)
+        assert stats is not None
+        assert stats.tokens_total["input"] == 10**30 + 100
+
+
+def test_figures_beyond_64_bits_survive_the_snapshot_exactly() -> None:
+    engine = WindowEngine()
+    _apply(engine, _call(T0_NS, input_tokens=10**30), _call(T0_NS + SECOND_NS, span=2, input_tokens=5))
+    restored = WindowEngine.restore(engine.snapshot())
+    stats = restored.window(KEY, "1m")
+    assert stats is not None
+    assert stats.tokens_total["input"] == 10**30 + 5
+    assert_same_state(restored, engine)
+
+
 def test_restore_rejects_unknown_snapshot_version() -> None:
     with pytest.raises(ValueError, match="version"):
         WindowEngine.restore({"version": 99})
+
+
+def test_restore_rejects_a_damaged_row_or_another_tier_layout() -> None:
+    engine = varied_engine(3)
+    data = engine.snapshot()
+    row = zlib.decompress(data[SNAPSHOT_SERIES][0])
+    for damaged in (row + b"x", row[:-3], row[:40]):
+        with pytest.raises(ValueError, match="row"):
+            WindowEngine.restore(data, rows=[zlib.compress(damaged)])
+    with pytest.raises(ValueError, match="damaged"):
+        WindowEngine.restore(data, rows=[b"not zlib"])
+    with pytest.raises(ValueError, match="tier layout"):
+        WindowEngine.restore({**data, "tiers": [[MINUTE_NS, 60]]})
 
 
 def test_memory_is_flat_as_event_time_advances() -> None:
@@ -268,6 +336,7 @@ def test_feedback_log_from_the_sdk_is_attributed_to_its_call_minutes_later() -> 
 
 def test_public_api_is_pinned() -> None:
     assert sorted(windows_module.__all__) == [
+        "SNAPSHOT_SERIES",
         "TIERS",
         "WINDOWS",
         "WINDOW_NAMES",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_llm_collector import alert_api, budget_api, control_metrics, slo_api
-from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.alerts import AlertEvent, review_flag
 from otel_llm_collector.budgets import BudgetTracker, load_budgets
 from otel_llm_collector.calibration import CalibrationMonitor
 from otel_llm_collector.canary import CanaryCollector, CanaryReport
@@ -56,15 +56,6 @@ LATENCY_BUDGET_SUSTAIN_NS = 30 * 60 * 1_000_000_000
 def _budget_event(
     key: SeriesKey, budget: float, p95: float | None, since_ns: int, at_ns: int, status: str
 ) -> AlertEvent:
-    labels = {
-        "alertname": "LatencyOverBudget",
-        "severity": "P3",
-        "service": key.service,
-        "feature": key.feature,
-        "prompt_name": key.prompt_name,
-        "prompt_version": key.prompt_version,
-        "model": key.model,
-    }
     annotations = {
         "summary": f"p95 latency of {key.prompt_name} {key.prompt_version} is over its {budget}s budget",
         "description": "The 15-minute p95 latency has stayed above the budget in the prompt registry for "
@@ -72,18 +63,15 @@ def _budget_event(
         "value": "" if p95 is None else f"{p95:.4g}",
         "runbook_url": "docs/runbooks/latency.md",
     }
-    return AlertEvent(
-        status=status,  # type: ignore[arg-type]
-        labels=labels,
-        annotations=annotations,
-        starts_at_ns=since_ns,
-        ends_at_ns=at_ns if status == "resolved" else None,
-        at_ns=at_ns,
+    return review_flag(
+        key,
+        alertname="LatencyOverBudget",
         rule="latency-over-budget",
-        series=key,
-        severity="P3",
+        status=status,  # type: ignore[arg-type]
+        since_ns=since_ns,
+        at_ns=at_ns,
         value=p95,
-        actions=("alert", "flag_for_review"),
+        annotations=annotations,
     )
 
 

@@ -63,6 +63,7 @@ __all__ = [
     "engine_metrics",
     "fingerprint",
     "format_time",
+    "review_flag",
     "with_deployment",
 ]
 
@@ -651,6 +652,34 @@ class RuleEvaluator:
         self.baselines.load(data["baselines"])
         self._detector_state.clear()
         self._detector_verdicts.clear()
+
+
+def review_flag(
+    series: SeriesKey,
+    *,
+    alertname: str,
+    rule: str,
+    status: Literal["firing", "resolved"],
+    since_ns: int,
+    at_ns: int,
+    value: float | None,
+    annotations: Mapping[str, str],
+) -> AlertEvent:
+    """A P3 `flag_for_review` event on a series, for the checks built into the collector beside the rule
+    file (latency over the registry budget, calibration drift): the same shape as a rule's alert."""
+    return AlertEvent(
+        status=status,
+        labels={"alertname": alertname, "severity": "P3", **series._asdict()},
+        annotations=dict(annotations),
+        starts_at_ns=since_ns,
+        ends_at_ns=at_ns if status == "resolved" else None,
+        at_ns=at_ns,
+        rule=rule,
+        series=series,
+        severity="P3",
+        value=value,
+        actions=("alert", "flag_for_review"),
+    )
 
 
 def with_deployment(event: AlertEvent, deployment: str) -> AlertEvent:

@@ -25,7 +25,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from otel_llm_collector.alerts import AlertEvent
+from otel_llm_collector.alerts import AlertEvent, review_flag
 from otel_llm_collector.exposition import escape_label_value
 from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.windows import WindowEngine
@@ -55,16 +55,6 @@ class CalibrationSettings(BaseModel):
 class _State:
     since_ns: int
     firing: bool = False
-
-
-def _labels(key: SeriesKey) -> dict[str, str]:
-    return {
-        "service": key.service,
-        "feature": key.feature,
-        "prompt_name": key.prompt_name,
-        "prompt_version": key.prompt_version,
-        "model": key.model,
-    }
 
 
 class CalibrationMonitor:
@@ -116,7 +106,6 @@ class CalibrationMonitor:
         settings = self.settings
         found = self.deltas.get(key)
         predicted, measured, delta = (found[0], found[1], found[2]) if found else (None, None, None)
-        labels = {"alertname": CALIBRATION_ALERT, "severity": "P3", **_labels(key)}
         if found:
             summary = (
                 f"{key.prompt_name} {key.prompt_version}: measured {settings.evaluation} {measured:.2f}, "
@@ -133,18 +122,15 @@ class CalibrationMonitor:
             "value": "" if delta is None else f"{delta:+.4g}",
             "runbook_url": "docs/runbooks/faithfulness.md",
         }
-        return AlertEvent(
-            status=status,  # type: ignore[arg-type]
-            labels=labels,
-            annotations=annotations,
-            starts_at_ns=since_ns,
-            ends_at_ns=at_ns if status == "resolved" else None,
-            at_ns=at_ns,
+        return review_flag(
+            key,
+            alertname=CALIBRATION_ALERT,
             rule="calibration-drift",
-            series=key,
-            severity="P3",
+            status=status,  # type: ignore[arg-type]
+            since_ns=since_ns,
+            at_ns=at_ns,
             value=delta,
-            actions=("alert", "flag_for_review"),
+            annotations=annotations,
         )
 
     def metrics_lines(self) -> list[str]:
@@ -163,7 +149,7 @@ class CalibrationMonitor:
             "# TYPE otel_llm_calibration_delta gauge",
         ]
         for key, (predicted, measured, delta, _) in sorted(deltas.items()):
-            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in _labels(key).items())
+            labels = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in key._asdict().items())
             labels += f',evaluation="{evaluation}",window="{window}"'
             lines.append(f"otel_llm_calibration_predicted_quality{{{labels}}} {predicted:.6g}")
             lines.append(f"otel_llm_calibration_measured_quality{{{labels}}} {measured:.6g}")

@@ -65,6 +65,7 @@ def build_requests(count: int, series: int, base_ns: int) -> list[bytes]:
 def ceilings(payloads: list[bytes], seconds: float) -> dict[str, float]:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     from otel_llm_collector.decode import decode_traces
+    from otel_llm_collector.native_decode import native_trace_decoder
     from otel_llm_collector.windows import WindowEngine
 
     def rate(work: Any) -> float:
@@ -79,11 +80,15 @@ def ceilings(payloads: list[bytes], seconds: float) -> dict[str, float]:
     results = [decode_traces(parse(p)) for p in payloads]
     engine = WindowEngine(max_series=20_000)
     applied = iter(range(10**12))
-    return {
+    figures = {
         "parse_only": rate(parse),
         "parse_and_decode": rate(lambda p: decode_traces(parse(p))),
-        "windows_apply": rate(lambda p: engine.apply(results[next(applied) % len(results)])),
     }
+    native = native_trace_decoder()
+    if native is not None:  # what the collector runs: the same bytes decoded by the extension
+        figures["native_decode"] = rate(native)
+    figures["windows_apply"] = rate(lambda p: engine.apply(results[next(applied) % len(results)]))
+    return figures
 
 
 # --- collector subprocesses ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from otel_llm_collector.decode import decode_logs, decode_traces
 from otel_llm_collector.forward import Forwarder
 from otel_llm_collector.httpserver import HttpServer
 from otel_llm_collector.ingest import SNAPSHOT_WAL_KEY, IngestQueue
+from otel_llm_collector.native_decode import native_trace_decoder
 from otel_llm_collector.receive_grpc import GrpcReceiver
 from otel_llm_collector.receive_http import add_otlp_routes, too_large_response
 from otel_llm_collector.receiver import Receiver, Signal
@@ -102,6 +103,8 @@ class App:
             decode_traces=content.decode_traces if content is not None else decode_traces,
             decode_logs=content.decode_logs if content is not None else decode_logs,
             forwarder=self.forwarder if self.forwarder else None,
+            # Content evaluation reads the spans' protobuf objects, so it keeps the reference decoder.
+            decode_trace_bytes=native_trace_decoder() if content is None else None,
         )
         self.router = Router()
         self._add_admin_routes(self.router)
@@ -158,10 +161,14 @@ class App:
             Signal.TRACES: decode_traces,
             Signal.LOGS: decode_logs,
         }
+        native = native_trace_decoder()
         for seq, code, payload in self.wal.replay(after_seq):
             signal = Signal.from_code(code)
             try:
-                engine.apply(decoders[signal](signal.request_type.FromString(payload)))
+                result = native(payload) if native is not None and signal is Signal.TRACES else None
+                if result is None:
+                    result = decoders[signal](signal.request_type.FromString(payload))
+                engine.apply(result)
             except Exception:
                 _logger.exception("skipping write-ahead log record %d: it cannot be applied", seq)
             last, replayed = seq, replayed + 1

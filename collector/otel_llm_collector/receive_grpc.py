@@ -124,16 +124,10 @@ class GrpcReceiver:
         self._executor.shutdown(wait=True)
 
     def _make_handler(self, signal: Signal) -> Any:
-        request_type = signal.request_type
         receiver = self._receiver
 
         def handle(payload: bytes, context: grpc.ServicerContext) -> bytes:
-            try:
-                request = request_type.FromString(payload)
-            except Exception as exc:
-                outcome = receiver.invalid(signal, f"malformed {signal.value} request: {exc}")
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, outcome.message)
-            outcome = receiver.export(signal, request, payload)
+            outcome = receiver.export_protobuf(signal, payload)
             if outcome.verdict is Verdict.INVALID:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, outcome.message)
             if outcome.verdict is Verdict.SHED:

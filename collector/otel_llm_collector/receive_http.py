@@ -150,17 +150,15 @@ def _export_handler(signal: Signal, receiver: Receiver, limit: int, retry_after:
             return _status_response(
                 415, code_pb2.INVALID_ARGUMENT, f"unsupported content encoding {encoding!r}", answer_media
             )
-        try:
-            if media == JSON:
+        if media == JSON:
+            try:
                 parsed = parse_json(body, request_type)
-                payload = None
-            else:
-                parsed = request_type.FromString(body)
-                payload = body
-        except Exception as exc:  # OtlpJsonError, DecodeError, or anything else the parsers raise
-            outcome = receiver.invalid(signal, f"malformed {signal.value} request: {exc}")
-            return _status_response(400, code_pb2.INVALID_ARGUMENT, outcome.message, answer_media)
-        outcome = receiver.export(signal, parsed, payload)
+            except Exception as exc:  # OtlpJsonError, or anything else the parser raises
+                outcome = receiver.invalid(signal, f"malformed {signal.value} request: {exc}")
+                return _status_response(400, code_pb2.INVALID_ARGUMENT, outcome.message, answer_media)
+            outcome = receiver.export(signal, parsed)
+        else:
+            outcome = receiver.export_protobuf(signal, body)
         if outcome.verdict is Verdict.INVALID:
             return _status_response(400, code_pb2.INVALID_ARGUMENT, outcome.message, answer_media)
         if outcome.verdict is Verdict.SHED:

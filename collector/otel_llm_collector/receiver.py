@@ -24,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.selfmetrics import Counters, LogLimiter
 
-__all__ = ["Forwarder", "Outcome", "Receiver", "Signal", "Verdict"]
+__all__ = ["BytesDecoder", "Forwarder", "Outcome", "Receiver", "Signal", "Verdict"]
 
 _logger = logging.getLogger(__name__)
 _shed_log = LogLimiter(_logger)
@@ -83,6 +83,9 @@ class Forwarder(Protocol):
 
 
 Decoder = Callable[[Any], DecodeResult]
+BytesDecoder = Callable[[bytes], "DecodeResult | None"]
+"""Decodes a request straight from its protobuf bytes, or returns None to let the parse-then-decode path
+take it (`native_decode.NativeTraceDecoder`)."""
 Offer = Callable[[DecodeResult, int, "bytes | None"], bool]
 """`IngestQueue.offer`: the decoded result, the signal's code and the request's protobuf bytes."""
 
@@ -102,10 +105,14 @@ class Receiver:
         decode_traces: Decoder,
         decode_logs: Decoder,
         forwarder: Forwarder | None = None,
+        decode_trace_bytes: BytesDecoder | None = None,
     ) -> None:
         self._offer = offer
         self._counters = counters
         self._decoders: dict[Signal, Decoder] = {Signal.TRACES: decode_traces, Signal.LOGS: decode_logs}
+        self._bytes_decoders: dict[Signal, BytesDecoder] = (
+            {Signal.TRACES: decode_trace_bytes} if decode_trace_bytes is not None else {}
+        )
         self._forwarder = forwarder
 
     def invalid(self, signal: Signal, message: str) -> Outcome:
@@ -115,6 +122,21 @@ class Receiver:
 
     def too_large(self, signal: Signal) -> None:
         self._counters.add(f"{signal.value}_requests_too_large_total")
+
+    def export_protobuf(self, signal: Signal, payload: bytes) -> Outcome:
+        """Handle a request in its protobuf encoding: decoded straight from the bytes where a bytes decoder
+        takes it, else parsed (a malformed request answers INVALID) and handled as `export`."""
+        decode_bytes = self._bytes_decoders.get(signal)
+        if decode_bytes is not None:
+            result = decode_bytes(payload)
+            if result is not None:
+                return self._accept(signal, result, None, payload)
+            self._counters.add(f"{signal.value}_native_declined_total")
+        try:
+            request = signal.request_type.FromString(payload)
+        except Exception as exc:
+            return self.invalid(signal, f"malformed {signal.value} request: {exc}")
+        return self.export(signal, request, payload)
 
     def export(self, signal: Signal, request: Any, payload: bytes | None = None) -> Outcome:
         """Handle a parsed request; ``payload`` is its original protobuf encoding, forwarded as is."""
@@ -132,6 +154,11 @@ class Receiver:
             # client is concerned (retrying the same bytes would fail the same way).
             _logger.debug("decode failed", exc_info=True)
             return self.invalid(signal, f"cannot decode request: {exc}")
+        return self._accept(signal, result, request, payload)
+
+    def _accept(self, signal: Signal, result: DecodeResult, request: Any, payload: bytes | None) -> Outcome:
+        """Queue a decoded request (or shed it), count it and forward it."""
+        counters = self._counters
         if (result.calls or result.evaluations) and payload is None:
             payload = request.SerializeToString()  # an OTLP/JSON request: logged and forwarded as protobuf
         if not self._offer(result, signal.code, payload):

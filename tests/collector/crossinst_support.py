@@ -24,6 +24,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_llm_collector import native_decode
 from otel_llm_collector.decode import decode_traces
 from otel_llm_collector.records import CallRecord
 
@@ -119,8 +120,12 @@ def uninstrument_all() -> None:
 
 def decode(spans: Sequence[ReadableSpan]) -> tuple[CallRecord, ...]:
     """What the collector makes of these spans: the SDK's own OTLP encoding, then our decode stage."""
-    result = decode_traces(encode_spans(spans))
+    request = encode_spans(spans)
+    result = decode_traces(request)
     assert result.rejected == 0, result.error_message
+    if native_decode.native_available():  # the native decoder must make the same records of them
+        native = native_decode.NativeTraceDecoder()(request.SerializeToString())
+        assert native is None or native == result
     return result.calls
 
 

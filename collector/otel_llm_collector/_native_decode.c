@@ -32,6 +32,7 @@
 #define NSLOTS 29
 #define KEY_CACHE_SIZE 2048 /* power of two */
 #define KEY_CACHE_MAX_FILL (KEY_CACHE_SIZE / 2)
+#define MAX_PROBES 16
 #define STATUS_CODE_ERROR 2
 
 /* Slots: must equal mapping.py's numbers (checked at construction against the table's values). */
@@ -299,12 +300,27 @@ typedef struct {
     PyObject *segment;   /* KEY_SEGMENT: the segment's name */
 } KeyEntry;
 
+/* A value string cache: models, features, prompt versions and the like repeat on every span, so one
+ * str object per distinct value saves the allocation, and its cached hash makes every later dict lookup
+ * (series keys, windows) cheaper. High-cardinality values (response ids, hashes) are not interned. */
+#define STR_CACHE_SIZE 4096 /* power of two */
+#define STR_CACHE_MAX_FILL (STR_CACHE_SIZE / 2)
+#define STR_INTERN_MAX_BYTES 128
+
+typedef struct {
+    uint64_t hash;
+    uint8_t *bytes; /* NULL: empty entry */
+    Py_ssize_t len;
+    PyObject *value;
+} StrEntry;
+
 typedef struct {
     PyObject_HEAD
     PyObject *table;             /* dict: name -> (slot, priority, kind, marker) */
     PyTypeObject *record_type;   /* CallRecord */
     Py_ssize_t offsets[NFIELDS];
     PyObject *series_key;        /* callable(service, feature, prompt_name, prompt_version, model) */
+    PyObject *series_cache;      /* its cache: dict (the five parts) -> SeriesKey, read here first */
     PyObject *instrumentation;   /* callable(markers, scope_name) -> str */
     PyObject *model_operations;  /* frozenset */
     PyObject *request_type_operations; /* dict */
@@ -317,6 +333,9 @@ typedef struct {
     int own_marker;
     KeyEntry *keys;
     Py_ssize_t keys_used;
+    StrEntry *strings;           /* interned values of low-cardinality slots */
+    Py_ssize_t strings_used;
+    uint32_t intern_slots;       /* bit per slot whose string values are interned */
 } TraceDecoder;
 
 static void clear_keys(TraceDecoder *self) {
@@ -329,13 +348,67 @@ static void clear_keys(TraceDecoder *self) {
     self->keys_used = 0;
 }
 
+/* A word-at-a-time hash (FxHash-like). Not collision-resistant; probes are capped (MAX_PROBES) and a
+ * crowded table is cleared rather than searched, so crafted collisions cost a re-decode, never a long scan. */
 static uint64_t hash_bytes(const uint8_t *s, Py_ssize_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ull;
+    const uint64_t k = 0x517CC1B727220A95ull;
+    uint64_t h = (uint64_t)n * k, w;
+    while (n >= 8) {
+        memcpy(&w, s, 8);
+        h = (((h << 5) | (h >> 59)) ^ w) * k;
+        s += 8;
+        n -= 8;
     }
-    return h;
+    if (n > 0) {
+        w = 0;
+        memcpy(&w, s, (size_t)n);
+        h = (((h << 5) | (h >> 59)) ^ w) * k;
+    }
+    return h ^ (h >> 32);
+}
+
+static void clear_strings(TraceDecoder *self) {
+    if (!self->strings) return;
+    for (Py_ssize_t i = 0; i < STR_CACHE_SIZE; i++) {
+        PyMem_Free(self->strings[i].bytes);
+        Py_CLEAR(self->strings[i].value);
+    }
+    memset(self->strings, 0, sizeof(StrEntry) * STR_CACHE_SIZE);
+    self->strings_used = 0;
+}
+
+/* A new reference to the str of these (short) bytes, from the cache or decoded and cached. */
+static PyObject *interned_str(TraceDecoder *self, Buf s) {
+    Py_ssize_t n = s.end - s.p;
+    uint64_t h = hash_bytes(s.p, n);
+    size_t i = (size_t)h & (STR_CACHE_SIZE - 1);
+    for (int probe = 0; probe < MAX_PROBES; probe++) {
+        StrEntry *e = &self->strings[i];
+        if (!e->bytes) break;
+        if (e->hash == h && e->len == n && memcmp(e->bytes, s.p, (size_t)n) == 0) return Py_NewRef(e->value);
+        i = (i + 1) & (STR_CACHE_SIZE - 1);
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)s.p, n, "strict");
+    if (!text) return NULL;
+    if (self->strings_used >= STR_CACHE_MAX_FILL) clear_strings(self); /* values come from clients */
+    uint8_t *copy = PyMem_Malloc(n > 0 ? (size_t)n : 1);
+    if (!copy) return text; /* not cached this time */
+    memcpy(copy, s.p, (size_t)n);
+    i = (size_t)h & (STR_CACHE_SIZE - 1);
+    for (int probe = 0; self->strings[i].bytes; probe++) {
+        if (probe == MAX_PROBES) { /* crowded: start afresh */
+            clear_strings(self);
+            i = (size_t)h & (STR_CACHE_SIZE - 1);
+            break;
+        }
+        i = (i + 1) & (STR_CACHE_SIZE - 1);
+    }
+    self->strings[i].hash = h;
+    self->strings[i].bytes = copy;
+    self->strings[i].len = n;
+    self->strings[i].value = Py_NewRef(text);
+    self->strings_used++;
+    return text;
 }
 
 /* Classifies a key (already UTF-8-valid): one dict lookup and a few prefix tests, then cached by its
@@ -344,7 +417,7 @@ static KeyEntry *lookup_key(TraceDecoder *self, Buf key) {
     Py_ssize_t n = key.end - key.p;
     uint64_t h = hash_bytes(key.p, n);
     size_t i = (size_t)h & (KEY_CACHE_SIZE - 1);
-    for (;;) {
+    for (int probe = 0; probe < MAX_PROBES; probe++) {
         KeyEntry *e = &self->keys[i];
         if (!e->bytes) break;
         if (e->hash == h && e->len == n && memcmp(e->bytes, key.p, (size_t)n) == 0) return e;
@@ -410,7 +483,14 @@ static KeyEntry *lookup_key(TraceDecoder *self, Buf key) {
     entry.len = n;
     entry.hash = h;
     i = (size_t)h & (KEY_CACHE_SIZE - 1);
-    while (self->keys[i].bytes) i = (i + 1) & (KEY_CACHE_SIZE - 1);
+    for (int probe = 0; self->keys[i].bytes; probe++) {
+        if (probe == MAX_PROBES) { /* crowded: start afresh */
+            clear_keys(self);
+            i = (size_t)h & (KEY_CACHE_SIZE - 1);
+            break;
+        }
+        i = (i + 1) & (KEY_CACHE_SIZE - 1);
+    }
     self->keys[i] = entry;
     self->keys_used++;
     return &self->keys[i];
@@ -432,9 +512,11 @@ static inline double as_double(uint64_t bits) {
     return d;
 }
 
-static PyObject *value_str(TraceDecoder *self, const AnyVal *v) {
+static PyObject *value_str(TraceDecoder *self, const AnyVal *v, int intern) {
     switch (v->which) {
-    case V_STRING: return decode_str(v->data, 1);
+    case V_STRING:
+        if (intern && v->data.end - v->data.p <= STR_INTERN_MAX_BYTES) return interned_str(self, v->data);
+        return decode_str(v->data, 1);
     case V_INT: {
         PyObject *n = PyLong_FromLongLong((long long)(int64_t)v->u);
         if (!n) return NULL;
@@ -527,7 +609,7 @@ static PyObject *value_strs(TraceDecoder *self, const AnyVal *v) {
         Buf item;
         AnyVal nested;
         if (read_len(&walk, &item) < 0 || parse_anyvalue(item, 0, &nested) < 0) goto fail;
-        PyObject *s = value_str(self, &nested);
+        PyObject *s = value_str(self, &nested, 1);
         if (!s) goto fail;
         int rc = PyList_Append(items, s);
         Py_DECREF(s);
@@ -542,9 +624,9 @@ fail:
     return NULL;
 }
 
-static PyObject *convert(TraceDecoder *self, int kind, const AnyVal *v) {
+static PyObject *convert(TraceDecoder *self, int kind, const AnyVal *v, int intern) {
     switch (kind) {
-    case K_STR: return value_str(self, v);
+    case K_STR: return value_str(self, v, intern);
     case K_INT: return value_int(v);
     case K_FLOAT: return value_float(v);
     default: return value_strs(self, v);
@@ -701,7 +783,12 @@ static int build_call(TraceDecoder *self, Walk *w, PyObject **found, PyObject *o
     PyObject *model = PyObject_IsTrue(response_model) == 1 ? response_model : request_model;
     PyObject *args[5] = {service, get_or(found, S_FEATURE, self->empty), get_or(found, S_PROMPT_NAME, self->empty),
                          get_or(found, S_PROMPT_VERSION, self->empty), model};
-    v[F_SERIES] = PyObject_Vectorcall(self->series_key, args, 5, NULL);
+    PyObject *parts = PyTuple_New(5);
+    if (!parts) { Py_XDECREF(segments); goto done; }
+    for (int i = 0; i < 5; i++) PyTuple_SET_ITEM(parts, i, Py_NewRef(args[i]));
+    PyObject *series = PyDict_GetItemWithError(self->series_cache, parts);
+    Py_DECREF(parts);
+    v[F_SERIES] = series ? Py_NewRef(series) : PyObject_Vectorcall(self->series_key, args, 5, NULL);
     if (!v[F_SERIES]) { Py_XDECREF(segments); goto done; }
     if (segments && PyList_GET_SIZE(segments) > 0) {
         v[F_SEGMENTS] = PyList_AsTuple(segments);
@@ -784,9 +871,8 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
             if (wire != 5 || b.end - b.p < 4) return BAIL;
             b.p += 4;
             break;
-        case 9:
+        case 9: /* validated in the second pass, which reads them */
             if (wire != 2 || read_len(&b, &inner) < 0) return BAIL;
-            if (validate_keyvalue(inner, 0) < 0) return BAIL;
             attributes++;
             break;
         case 11: { /* Event: time(1), name(2), attributes(3), dropped(4) */
@@ -865,16 +951,22 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
         }
     }
     w->seen++;
-    if (trace_id.end - trace_id.p != 16 || all_zero(trace_id)) {
-        w->bad_trace++;
-        return 0;
-    }
-    if (span_id.end - span_id.p != 8 || all_zero(span_id)) {
-        w->bad_span++;
-        return 0;
-    }
-    if (end < start) {
-        w->end_before_start++;
+    Py_ssize_t *rejected = NULL;
+    if (trace_id.end - trace_id.p != 16 || all_zero(trace_id)) rejected = &w->bad_trace;
+    else if (span_id.end - span_id.p != 8 || all_zero(span_id)) rejected = &w->bad_span;
+    else if (end < start) rejected = &w->end_before_start;
+    if (rejected) {
+        for (b = span; b.p < b.end;) {
+            Buf inner = {NULL, NULL};
+            read_tag(&b, &field, &wire); /* the structure was checked above */
+            if (field != 9) {
+                skip_value(&b, wire);
+                continue;
+            }
+            read_len(&b, &inner);
+            if (validate_keyvalue(inner, 0) < 0) return BAIL;
+        }
+        (*rejected)++;
         return 0;
     }
     if (attributes > w->max_attributes) w->truncated++;
@@ -887,8 +979,8 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
     PyObject *segments = NULL;
     Py_ssize_t taken = 0;
     b = span;
-    while (b.p < b.end && taken < w->max_attributes) {
-        read_tag(&b, &field, &wire); /* validated above */
+    while (b.p < b.end) {
+        read_tag(&b, &field, &wire); /* the structure was checked above */
         if (field != 9) {
             skip_value(&b, wire);
             continue;
@@ -896,8 +988,11 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
         Buf inner = {NULL, NULL}, key;
         AnyVal value;
         read_len(&b, &inner);
-        taken++;
-        parse_keyvalue(inner, 0, &key, &value);
+        if (parse_keyvalue(inner, 0, &key, &value) < 0) {
+            rc = BAIL;
+            goto done;
+        }
+        if (taken++ >= w->max_attributes) continue; /* read past the limit only to validate */
         KeyEntry *entry = lookup_key(self, key);
         if (!entry) goto done;
         if (entry->cls == KEY_MAPPED) {
@@ -909,7 +1004,7 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
                 alternates[slot] = 0;
             }
             markers |= entry->marker;
-            PyObject *converted = convert(self, entry->kind, &value);
+            PyObject *converted = convert(self, entry->kind, &value, (self->intern_slots >> slot) & 1);
             if (!converted) goto done;
             Py_XSETREF(found[slot], converted);
         } else if (entry->cls == KEY_OWN || entry->cls == KEY_SEGMENT) {
@@ -917,7 +1012,7 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
             if (entry->cls == KEY_SEGMENT) {
                 if (!segments && !(segments = PyList_New(0))) goto done;
                 if (PyList_GET_SIZE(segments) < MAX_SEGMENTS) {
-                    PyObject *text = value_str(self, &value);
+                    PyObject *text = value_str(self, &value, 1);
                     if (!text) goto done;
                     PyObject *pair = PyTuple_Pack(2, entry->segment, text);
                     Py_DECREF(text);
@@ -960,7 +1055,7 @@ static int walk_resource(TraceDecoder *self, Walk *w, Buf b) {
             if (!entry) return ERROR;
             int cls = entry->cls;
             if (cls == KEY_SERVICE_NAME || cls == KEY_SERVICE_VERSION) {
-                PyObject *text = value_str(self, &value);
+                PyObject *text = value_str(self, &value, 0);
                 if (!text) return ERROR;
                 Py_SETREF(*(cls == KEY_SERVICE_NAME ? &w->service : &w->service_version), text);
             }
@@ -1133,6 +1228,7 @@ static int TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwarg
     PyObject *record_type = PyDict_GetItemString(config, "record_type");
     fields = PyDict_GetItemString(config, "record_fields");
     PyObject *series_key = PyDict_GetItemString(config, "series_key");
+    PyObject *series_cache = PyDict_GetItemString(config, "series_cache");
     PyObject *instrumentation = PyDict_GetItemString(config, "instrumentation");
     PyObject *model_ops = PyDict_GetItemString(config, "model_operations");
     PyObject *request_ops = PyDict_GetItemString(config, "request_type_operations");
@@ -1141,7 +1237,7 @@ static int TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwarg
     PyObject *own_marker = PyDict_GetItemString(config, "own_marker");
     if (!table || !PyDict_Check(table) || !record_type || !PyType_Check(record_type) || !fields ||
         !PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != NFIELDS || !series_key ||
-        !PyCallable_Check(series_key) || !instrumentation || !PyCallable_Check(instrumentation) ||
+        !PyCallable_Check(series_key) || !series_cache || !PyDict_Check(series_cache) || !instrumentation || !PyCallable_Check(instrumentation) ||
         !model_ops || !PyAnySet_Check(model_ops) || !request_ops || !PyDict_Check(request_ops) || !oi_ops ||
         !PyDict_Check(oi_ops) || !evaluation_event || !PyBytes_Check(evaluation_event) || !own_marker ||
         !PyLong_Check(own_marker)) {
@@ -1176,6 +1272,7 @@ static int TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwarg
     self->table = Py_NewRef(table);
     self->record_type = (PyTypeObject *)Py_NewRef(record_type);
     self->series_key = Py_NewRef(series_key);
+    self->series_cache = Py_NewRef(series_cache);
     self->instrumentation = Py_NewRef(instrumentation);
     self->model_operations = Py_NewRef(model_ops);
     self->request_type_operations = Py_NewRef(request_ops);
@@ -1198,9 +1295,23 @@ static int TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwarg
     self->empty_tuple = PyTuple_New(0);
     self->class_prefix = PyUnicode_FromString("<class '");
     self->strip_chars = PyUnicode_FromString("'>");
+    PyObject *intern = PyDict_GetItemString(config, "intern_slots");
+    if (!intern || !PyTuple_Check(intern)) {
+        PyErr_SetString(PyExc_TypeError, "config[intern_slots] must be a tuple of slots");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(intern); i++) {
+        long slot = PyLong_AsLong(PyTuple_GET_ITEM(intern, i));
+        if (slot < 0 || slot >= NSLOTS) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "intern_slots: slot out of range");
+            return -1;
+        }
+        self->intern_slots |= 1u << slot;
+    }
+    self->strings = PyMem_Calloc(STR_CACHE_SIZE, sizeof(StrEntry));
     self->keys = PyMem_Calloc(KEY_CACHE_SIZE, sizeof(KeyEntry));
     if (!self->empty || !self->str_true || !self->str_false || !self->empty_tuple || !self->class_prefix ||
-        !self->strip_chars || !self->keys) {
+        !self->strip_chars || !self->keys || !self->strings) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1210,9 +1321,12 @@ static int TraceDecoder_init(TraceDecoder *self, PyObject *args, PyObject *kwarg
 static void TraceDecoder_dealloc(TraceDecoder *self) {
     clear_keys(self);
     PyMem_Free(self->keys);
+    clear_strings(self);
+    PyMem_Free(self->strings);
     Py_XDECREF(self->table);
     Py_XDECREF(self->record_type);
     Py_XDECREF(self->series_key);
+    Py_XDECREF(self->series_cache);
     Py_XDECREF(self->instrumentation);
     Py_XDECREF(self->model_operations);
     Py_XDECREF(self->request_type_operations);

@@ -58,12 +58,32 @@ def native_available() -> bool:
     return _native_decode is not None and os.environ.get(NATIVE_DECODE_ENV, "1").strip() not in ("0", "false")
 
 
+_INTERNED_SLOTS: Final = (
+    M.OPERATION,
+    M.PROVIDER,
+    M.REQUEST_MODEL,
+    M.RESPONSE_MODEL,
+    M.OI_MODEL,
+    M.ERROR_TYPE,
+    M.PROMPT_NAME,
+    M.PROMPT_VERSION,
+    M.FEATURE,
+    M.OPENINFERENCE_KIND,
+    M.LLM_REQUEST_TYPE,
+    M.APPLICATION_NAME,
+    M.ENVIRONMENT,
+)
+"""Slots with few distinct values (series labels and the like): their strings are shared, not rebuilt.
+Response ids and hashes differ on every call and are left out."""
+
+
 def _config() -> dict[str, Any]:
     return {
         "table": dict(M.ATTRIBUTE_TABLE),
         "record_type": CallRecord,
         "record_fields": tuple(f.name for f in dataclasses.fields(CallRecord)),
         "series_key": D._series_key,
+        "series_cache": D._series_cache,
         "instrumentation": D._instrumentation,
         "model_operations": frozenset(M.MODEL_CALL_OPERATIONS),
         "request_type_operations": dict(M.LLM_REQUEST_TYPE_OPERATIONS),
@@ -79,6 +99,7 @@ def _config() -> dict[str, Any]:
         "other_error": D._ERROR_TYPE_OTHER,
         "unknown_service": D._UNKNOWN_SERVICE_PREFIX,
         "environment": "environment",
+        "intern_slots": _INTERNED_SLOTS,
     }
 
 

@@ -277,7 +277,7 @@ class _Reservoir:
         if len(self.values) < self.size:
             self.values.append(value)
             return
-        slot = self.rng.randrange(self.seen)
+        slot = int(self.rng.random() * self.seen)  # randrange's uniformity at a tenth of its cost
         if slot < self.size:
             self.values[slot] = value
 
@@ -350,8 +350,25 @@ class CanaryCollector:
             self._evaluation(slot, evaluation)
 
     def observe_calls(self, calls: Iterable[CallRecord]) -> None:
+        """`observe_call` for each, with the slot looked up once per (series, service version)."""
+        slots: dict[tuple[SeriesKey, str], _Samples | None] = {}
         for call in calls:
-            self.observe_call(call)
+            marker = (call.series, call.service_version)
+            if marker not in slots:
+                slot = slots[marker] = self._slot(self._key(*marker))  # counts its own drop
+            else:
+                slot = slots[marker]
+                if slot is None:
+                    self.dropped += 1
+            if slot is None:
+                continue
+            slot.calls += 1
+            if call.error_type:
+                slot.errors += 1
+            else:
+                slot.latency.add(call.duration_s)
+            for evaluation in call.evaluations:
+                self._evaluation(slot, evaluation)
 
     def observe_evaluation(
         self, evaluation: EvaluationRecord, *, series: SeriesKey | None = None, service_version: str = ""

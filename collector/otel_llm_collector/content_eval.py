@@ -61,6 +61,7 @@ import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -272,7 +273,7 @@ class ContentEvaluator:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=settings.queue_max_calls)
         self._accepting = False
         self._lock = threading.Lock()
-        self._recent: dict[str, None] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()  # a FIFO: O(1) from the front
         self._recent_max = max(10_000, 4 * settings.queue_max_calls)
         self._pending = threading.local()
         self._out: list[EvaluationRecord] = []
@@ -354,7 +355,7 @@ class ContentEvaluator:
                     continue
                 self._recent[key] = None
                 if len(self._recent) > self._recent_max:
-                    del self._recent[next(iter(self._recent))]
+                    self._recent.popitem(last=False)
                 queued += 1
         self._counters.add_many(
             {

@@ -54,6 +54,7 @@ restart the window refills within `window_seconds`.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -181,8 +182,9 @@ class DisparityTracker:
         self._cells: dict[_Group, dict[str, dict[int, list[float]]]] = {}
         self._cell_count = 0
         # Calls with segments, by span key and by response id: (service, feature, segments, end time).
-        self._calls: dict[str, tuple[str, str, _Segments, int]] = {}
-        self._pending: dict[int, EvaluationRecord] = {}
+        # OrderedDicts: emptied from the front, a dict makes each `next(iter(...))` walk the deleted slots.
+        self._calls: OrderedDict[str, tuple[str, str, _Segments, int]] = OrderedDict()
+        self._pending: OrderedDict[int, EvaluationRecord] = OrderedDict()
         """Evaluations waiting for their call, by ticket (insertion order: about the oldest first)."""
         self._pending_keys: dict[str, int] = {}
         self._next_ticket = 0
@@ -211,7 +213,7 @@ class DisparityTracker:
         for key in keys:
             self._calls[key] = entry
         while len(self._calls) > self.settings.max_calls:
-            del self._calls[next(iter(self._calls))]
+            self._calls.popitem(last=False)
         for evaluation in (*call.evaluations, *waiting):
             self._count(entry[0], entry[1], call.segments, evaluation)
 

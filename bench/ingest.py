@@ -328,7 +328,7 @@ def main() -> None:
     )
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--client-threads", type=int, default=8)
-    parser.add_argument("--grpc-max-workers", type=int, default=8, help="the collector's gRPC thread pool")
+    parser.add_argument("--grpc-max-workers", type=int, default=2, help="the collector's gRPC thread pool")
     parser.add_argument("--no-wal", action="store_true", help="run the collector without its write-ahead log")
     parser.add_argument(
         "--no-rules", action="store_true", help="run the collector without rules (windows and snapshots only)"

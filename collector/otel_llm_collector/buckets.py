@@ -124,6 +124,62 @@ class Bucket:
             self.context_count += 1
         self.tool_calls += call.tool_call_count
 
+    def add_calls(self, calls: list[CallRecord]) -> None:
+        """`add_call` for each, in order, with the running figures kept in locals: the same results to the
+        bit (every sum adds in the same order), at about half the cost on the ingest hot path."""
+        t0, t1, t2, t3, t4, n0, n1, n2, n3, n4 = self.tokens  # a list again if `compact` made it an array
+        cost_sum, cost_count = self.cost_sum, self.cost_count
+        context_tokens, context_count = self.context_tokens, self.context_count
+        tool_calls = self.tool_calls
+        durations: list[float] = []
+        for call in calls:
+            if call.error_type:
+                errors = self.errors
+                if errors is None:
+                    errors = self.errors = {}
+                error_type = call.error_type
+                if error_type not in errors and len(errors) >= MAX_ERROR_TYPES:
+                    error_type = OTHER_ERROR
+                errors[error_type] = errors.get(error_type, 0) + 1
+            durations.append(call.duration_s)
+            if call.time_to_first_chunk_s is not None:
+                if self.ttfc is None:
+                    self.ttfc = QuantileSketch()
+                self.ttfc.add(call.time_to_first_chunk_s)
+            value = call.input_tokens
+            if value is not None:
+                t0 += value
+                n0 += 1
+            value = call.output_tokens
+            if value is not None:
+                t1 += value
+                n1 += 1
+            value = call.cache_read_tokens
+            if value is not None:
+                t2 += value
+                n2 += 1
+            value = call.cache_creation_tokens
+            if value is not None:
+                t3 += value
+                n3 += 1
+            value = call.reasoning_tokens
+            if value is not None:
+                t4 += value
+                n4 += 1
+            if call.cost_usd is not None:
+                cost_sum += call.cost_usd
+                cost_count += 1
+            if call.context_tokens is not None:
+                context_tokens += call.context_tokens
+                context_count += 1
+            tool_calls += call.tool_call_count
+        self.count += len(calls)
+        self.latency.add_many(durations)
+        self.tokens = [t0, t1, t2, t3, t4, n0, n1, n2, n3, n4]
+        self.cost_sum, self.cost_count = cost_sum, cost_count
+        self.context_tokens, self.context_count = context_tokens, context_count
+        self.tool_calls = tool_calls
+
     def add_evaluation(self, evaluation: EvaluationRecord) -> None:
         evaluations = self.evaluations
         if evaluations is None:

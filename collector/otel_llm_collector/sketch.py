@@ -76,6 +76,34 @@ class QuantileSketch:
         self.min = math.inf
         self.max = -math.inf
 
+    def add_many(self, values: list[float]) -> None:
+        """`add` of each value, in order (the same sum to the bit), with the common case inlined."""
+        inv_log_gamma = self._inv_log_gamma
+        bins = self._bins
+        offset = self._offset
+        count, total, low, high = self.count, self.sum, self.min, self.max
+        for value in values:
+            if not DEFAULT_MIN_VALUE < value < math.inf:
+                self.count, self.sum, self.min, self.max = count, total, low, high
+                self.add(value)  # zero, negative, NaN or infinite: the general path
+                count, total, low, high = self.count, self.sum, self.min, self.max
+                continue
+            count += 1
+            total += value
+            if value < low:
+                low = value
+            if value > high:
+                high = value
+            index = math.ceil(math.log(value) * inv_log_gamma)
+            if 0 <= index - offset < len(bins):
+                bins[index - offset] += 1
+            else:
+                self._grow(index)
+                bins = self._bins
+                offset = self._offset
+                bins[max(index - offset, 0)] += 1
+        self.count, self.sum, self.min, self.max = count, total, low, high
+
     def add(self, value: float, weight: int = 1) -> None:
         """Count `value` (`weight` times). Constant time unless the bucket range must grow.
         NaN and +inf are ignored (they have no bucket); -inf counts as zero."""
@@ -97,7 +125,7 @@ class QuantileSketch:
             bins[position] += weight
             return
         self._grow(index)
-        self._bins[index - self._offset] += weight
+        self._bins[max(index - self._offset, 0)] += weight  # below the offset: collapsed into the lowest bin
 
     def _grow(self, index: int) -> None:
         bins = self._bins

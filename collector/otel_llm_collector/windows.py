@@ -111,6 +111,12 @@ class _Series:
         return self.tiers[0]
 
 
+def _flush(groups: dict[int, tuple[Bucket, list[CallRecord]]]) -> None:
+    for bucket, calls in groups.values():
+        bucket.add_calls(calls)
+    groups.clear()
+
+
 class WindowEngine:
     """Per-series event-time aggregation. Not thread-safe: one worker applies, readers take `snapshot()`
     or call `window()` from the same thread (or under the app's lock)."""
@@ -273,6 +279,9 @@ class WindowEngine:
         rolled_minute = self._rolled_minute
         lateness = self.lateness_ns
         applied = 0
+        # On-time calls are gathered per open bucket and added in one `add_calls` (same order, same sums);
+        # anything else first flushes the groups, so every bucket still sees its calls in arrival order.
+        groups: dict[int, tuple[Bucket, list[CallRecord]]] = {}
         for call in calls:
             end = call.end_time_ns
             if latest_allowed is not None and end > latest_allowed:
@@ -291,8 +300,13 @@ class WindowEngine:
             minute = end // MINUTE_NS
             bucket = series.tiers[0].get(minute)
             if bucket is not None and minute >= rolled_minute and end >= now - lateness:
-                bucket.add_call(call)  # the common case: an on-time call into an open minute
+                group = groups.get(id(bucket))  # the common case: an on-time call into an open minute
+                if group is None:
+                    groups[id(bucket)] = (bucket, [call])
+                else:
+                    group[1].append(call)
             else:
+                _flush(groups)
                 for target in self._target(series, end):
                     target.add_call(call)
             released = join_add(call, key)
@@ -302,6 +316,7 @@ class WindowEngine:
             if released:
                 for evaluation in released:
                     self._apply_evaluation(series, evaluation)
+        _flush(groups)
         self.calls_total += applied
         if self._now_ns // MINUTE_NS != minute_before:
             self._roll_and_evict()

@@ -11,10 +11,13 @@ from dataclasses import replace
 import otel_llm_collector.buckets as buckets_module
 import otel_llm_collector.windows as windows_module
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.trace import NonRecordingSpan, set_span_in_context
+from otel_llm_collector.buckets import Bucket
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.decode import decode_logs, decode_traces
 from otel_llm_collector.join import JoinIndex
@@ -350,3 +353,52 @@ def test_public_api_is_pinned() -> None:
         "WindowStats",
         "derive",
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 1e-12, 0.25, 3.5, 1e6, float("inf"), float("nan")]),
+            st.sampled_from(["", "", "TimeoutError"]),
+            st.sampled_from([None, 0.3]),
+            st.sampled_from([None, 0, 7]),
+            st.sampled_from([None, 0.001]),
+            st.integers(0, 3),
+        ),
+        max_size=80,
+    ),
+    st.booleans(),
+)
+def test_add_calls_is_add_call_one_by_one_to_the_bit(
+    rows: list[tuple[float, str, float | None, int | None, float | None, int]], compacted: bool
+) -> None:
+    """The windows' batched add must leave exactly the figures the one-by-one add leaves."""
+    calls = [
+        CallRecord(
+            series=SeriesKey("s", "f", "p", "v", "m"),
+            end_time_ns=T0_NS + i,
+            duration_s=duration,
+            trace_id="t",
+            span_id="s",
+            error_type=error,
+            time_to_first_chunk_s=ttfc,
+            input_tokens=tokens,
+            output_tokens=tokens,
+            cache_read_tokens=tokens,
+            cost_usd=cost,
+            context_tokens=tokens,
+            tool_call_count=tools,
+        )
+        for i, (duration, error, ttfc, tokens, cost, tools) in enumerate(rows)
+    ]
+    one_by_one, batched = Bucket(), Bucket()
+    for bucket in (one_by_one, batched):
+        if calls:
+            bucket.add_call(calls[0])
+        if compacted:  # a closed bucket keeps its token figures in an array
+            bucket.compact()
+    for call in calls[1:]:
+        one_by_one.add_call(call)
+    batched.add_calls(calls[1:])
+    assert batched.to_dict() == one_by_one.to_dict()

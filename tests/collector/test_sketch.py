@@ -158,3 +158,23 @@ def test_invalid_accuracy_is_refused() -> None:
 
 def test_public_api_is_pinned() -> None:
     assert sorted(sketch_module.__all__) == ["DEFAULT_RELATIVE_ACCURACY", "QuantileSketch"]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_new_lowest_value_past_the_bucket_limit_lands_in_the_lowest_bin(batched: bool) -> None:
+    """Growing downwards past the bucket limit collapses the lowest buckets: the new value belongs to
+    the lowest bin, not to a bin counted from the top end."""
+    sketch = QuantileSketch()
+    sketch.add(1e12)
+    sketch.add(1.0)  # about 1,380 bins apart at 1% accuracy
+    low = 1e-8  # another ~920 bins below: past the 2,048 limit
+    if batched:
+        sketch.add_many([low])
+    else:
+        sketch.add(low)
+    data = sketch.to_dict()
+    assert len(data["b"]) <= 2048
+    assert sum(data["b"]) + data["z"] == 3
+    assert data["b"][0] >= 1  # the collapsed bottom holds the new lowest value
+    assert data["b"][-1] == 1  # the top bin holds 1e12 alone
+    assert sketch.quantile(1.0) == pytest.approx(1e12, rel=0.01)

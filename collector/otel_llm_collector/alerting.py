@@ -107,6 +107,7 @@ class Alerting:
 
     def __init__(self, settings: CollectorSettings, state_dir: Path, counters: Counters) -> None:
         self.settings = settings
+        self._counters = counters
         self.log = alert_api.AlertLog()
         rules = load_rules(settings.rules_file) if settings.rules_file else load_default_rules()
         self.evaluator = build_evaluator(rules) if settings.rules_enabled else None
@@ -177,7 +178,11 @@ class Alerting:
             on_tick=self.tick,
             disparity=self.disparity,
             budgets=self.budgets,
+            evaluation_share=self.settings.rule_evaluation_share,
         )
+        pipeline = self._pipeline
+        self._counters.gauge("rule_ticks_evaluated_total", lambda: float(pipeline.ticks_evaluated))
+        self._counters.gauge("rule_ticks_coalesced_total", lambda: float(pipeline.ticks_coalesced))
         return self._pipeline
 
     def on_events(self, events: list[AlertEvent]) -> None:

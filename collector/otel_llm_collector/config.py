@@ -134,6 +134,10 @@ class CollectorSettings(BaseModel):
     rules_file: Path | None = None
     """Quality rules (YAML, see `otel-llm rules check`); the shipped default rule set when unset."""
     rules_enabled: bool = True
+    rule_evaluation_share: float | None = Field(default=0.25, gt=0, le=1)
+    """When event time runs ahead of the wall clock (catching up a backlog), rule evaluation takes at most
+    this share of the ingest worker's time: ticks that come sooner are coalesced into the next one.
+    ``null`` evaluates every event-time minute whatever it costs."""
     budgets_file: Path | None = None
     """Cost budgets (YAML, see `otel_llm_collector.budgets`); none when unset."""
     slo_file: Path | None = None

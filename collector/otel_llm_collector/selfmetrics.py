@@ -15,6 +15,8 @@ The names the receive, ingest and forward stages use (each exposed as ``otel_llm
 - ``<signal>_requests_invalid_total`` (400 / INVALID_ARGUMENT), ``<signal>_requests_too_large_total``
   (413 on HTTP; gRPC refuses oversized messages before they reach the collector's code),
   ``<signal>_requests_shed_total`` (503 / UNAVAILABLE);
+- ``rule_ticks_evaluated_total``, ``rule_ticks_coalesced_total``: event-time minutes whose rules were
+  evaluated, and those folded into the next under ``rule_evaluation_share`` (catching up a backlog);
 - ``traces_native_declined_total``: protobuf trace requests the native decoder handed to the reference
   decoder (malformed, or a shape it leaves to the reference: `native_decode.py`);
 - ``ingest_shed_batches_total``, ``ingest_shed_spans_total``, ``ingest_applied_batches_total``,

@@ -11,7 +11,8 @@ Bounded: `max_points` per (scope, metric), `max_scopes` scopes (the oldest-touch
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Final
 
@@ -58,7 +59,7 @@ class MetricHistory:
     def __init__(self, *, max_points: int = 420, max_scopes: int = 20_000) -> None:
         self.max_points = max_points
         self.max_scopes = max_scopes
-        self._points: OrderedDict[Scope, dict[str, deque[MinutePoint]]] = OrderedDict()
+        self._points: OrderedDict[Scope, dict[str, _Ring]] = OrderedDict()
         self.dropped_scopes = 0
 
     def record(self, minute_ns: int, per_series: Iterable[tuple[SeriesKey, WindowStats]]) -> None:
@@ -87,10 +88,39 @@ class MetricHistory:
                 self.dropped_scopes += 1
         else:
             self._points.move_to_end(scope)
-        points = metrics.get(metric)
-        if points is None:
-            points = metrics[metric] = deque(maxlen=self.max_points)
-        points.append(point)
+        ring = metrics.get(metric)
+        if ring is None:
+            ring = metrics[metric] = _Ring()
+        ring.append(point, self.max_points)
 
     def points(self, scope: Scope, metric: str) -> list[MinutePoint]:
-        return list(self._points.get(scope, {}).get(metric, ()))
+        ring = self._points.get(scope, {}).get(metric)
+        return ring.points() if ring is not None else []
+
+
+class _Ring:
+    """The last points of one (scope, metric), oldest first, in three flat arrays: 24 bytes a point where
+    a deque of `MinutePoint` tuples took about 150 (10,000 series keep millions of points)."""
+
+    __slots__ = ("start", "times", "values", "weights")
+
+    def __init__(self) -> None:
+        self.times: array[int] = array("q")
+        self.values: array[float] = array("d")
+        self.weights: array[float] = array("d")
+        self.start = 0
+        """Where the oldest point is once the ring is full."""
+
+    def append(self, point: MinutePoint, capacity: int) -> None:
+        if len(self.times) < capacity:
+            self.times.append(point.time_ns)
+            self.values.append(point.value)
+            self.weights.append(point.weight)
+            return
+        i = self.start
+        self.times[i], self.values[i], self.weights[i] = point
+        self.start = (i + 1) % len(self.times)
+
+    def points(self) -> list[MinutePoint]:
+        order = [*range(self.start, len(self.times)), *range(self.start)]
+        return [MinutePoint(self.times[i], self.values[i], self.weights[i]) for i in order]

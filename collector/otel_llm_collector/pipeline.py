@@ -75,7 +75,8 @@ class Pipeline:
         a replay of hours of traffic), evaluating every minute of it can take longer than ingesting it (at
         10,000 series, seconds per tick). With a share set, a tick is evaluated only once the previous
         evaluation has had its share of the wall time since; the ticks in between are coalesced into the
-        next one (minute history is still recorded; `for` durations still count event time). None
+        next one (`for` durations still count event time; the correlation history skips their minutes,
+        since recording one costs a window read per series). None
         evaluates every tick, as backtests need; the live collector uses `rule_evaluation_share`."""
         if evaluation_share is not None and not 0 < evaluation_share <= 1:
             raise ValueError(f"evaluation_share must be in (0, 1], got {evaluation_share}")
@@ -213,6 +214,13 @@ class Pipeline:
     def _evaluate(self, tick: int) -> None:
         assert self.evaluator is not None
         self._next_tick_ns = tick + self._tick_ns
+        share = self._evaluation_share
+        if share is not None:
+            started = self._clock()
+            if started < self._evaluate_after and tick % HOUR_NS:  # hourly checks are never skipped
+                self.ticks_coalesced += 1
+                return
+        self.ticks_evaluated += 1
         engine = self.engine
         minute = tick - self._tick_ns
         self.history.record(
@@ -223,13 +231,6 @@ class Pipeline:
                 if (stats := engine.window(key, "1m")) is not None and stats.start_ns == minute
             ),
         )
-        share = self._evaluation_share
-        if share is not None:
-            started = self._clock()
-            if started < self._evaluate_after and tick % HOUR_NS:  # hourly checks are never skipped
-                self.ticks_coalesced += 1
-                return
-        self.ticks_evaluated += 1
         self._evaluate_rules(tick)
         if share is not None:
             finished = self._clock()

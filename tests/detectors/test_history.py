@@ -1,0 +1,29 @@
+"""The correlation history keeps the last `max_points` minutes per (scope, metric), oldest first."""
+
+from __future__ import annotations
+
+from otel_llm_collector.correlation import MinutePoint
+from otel_llm_collector.decode import decode_traces
+from otel_llm_collector.history import MetricHistory, merged_scope, series_scope
+from otel_llm_collector.records import SeriesKey
+from otel_llm_collector.testing import T0_NS, genai_request
+from otel_llm_collector.windows import MINUTE_NS, WindowEngine
+
+
+def test_points_come_back_oldest_first_after_the_ring_wraps() -> None:
+    history = MetricHistory(max_points=4)
+    key = SeriesKey("svc", "feat", "p", "v1", "m")
+    for minute in range(11):
+        engine = WindowEngine()
+        engine.apply(decode_traces(genai_request(spans=3, start_ns=T0_NS + minute * MINUTE_NS)))
+        (only,) = engine.series()
+        stats = engine.window(only, "1m")
+        assert stats is not None
+        history.record(T0_NS + minute * MINUTE_NS, [(key, stats)])
+    points = history.points(series_scope(key), "error_rate")
+    assert [p.time_ns for p in points] == [T0_NS + m * MINUTE_NS for m in range(7, 11)]
+    assert all(p == MinutePoint(p.time_ns, 0.0, 3.0) for p in points)
+    assert [p.time_ns for p in history.points(merged_scope(key), "error_rate")] == [
+        T0_NS + m * MINUTE_NS for m in range(7, 11)
+    ]
+    assert history.points(series_scope(key), "no_such_metric") == []

@@ -4,7 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PYTHON=${PYTHON:-python3}
 need_apt=()
+# A C compiler and the interpreter's headers build the collector's native decoder (optional: without them
+# the install goes on and the pure-Python decoder does the work, several times slower).
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+"$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need_apt+=(python3-dev)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
   || need_apt+=(prometheus-alertmanager)
@@ -21,11 +27,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c "import otel_llm, otel_llm_collector" 
+.venv/bin/python -c "import otel_llm, otel_llm_collector"
+.venv/bin/python -c "from otel_llm_collector.native_decode import native_built; import sys; sys.exit(not native_built())" \
+  || echo "setup: the native trace decoder was not built (no C compiler or Python headers); using the pure-Python decoder" >&2

@@ -995,31 +995,40 @@ static int walk_span(TraceDecoder *self, Walk *w, Buf span) {
         if (taken++ >= w->max_attributes) continue; /* read past the limit only to validate */
         KeyEntry *entry = lookup_key(self, key);
         if (!entry) goto done;
-        if (entry->cls == KEY_MAPPED) {
-            int slot = entry->slot;
-            if (entry->priority) {
-                if (found[slot] && alternates[slot] <= entry->priority) continue;
-                alternates[slot] = entry->priority;
+        /* Copy what we need before allocating anything: an allocation may run the garbage collector, a
+         * finaliser may let another thread decode, and that may clear the cache this entry lives in. */
+        int cls = entry->cls, slot = entry->slot, priority = entry->priority, kind = entry->kind;
+        int marker = entry->marker;
+        if (cls == KEY_MAPPED) {
+            if (priority) {
+                if (found[slot] && alternates[slot] <= priority) continue;
+                alternates[slot] = priority;
             } else {
                 alternates[slot] = 0;
             }
-            markers |= entry->marker;
-            PyObject *converted = convert(self, entry->kind, &value, (self->intern_slots >> slot) & 1);
+            markers |= marker;
+            PyObject *converted = convert(self, kind, &value, (self->intern_slots >> slot) & 1);
             if (!converted) goto done;
             Py_XSETREF(found[slot], converted);
-        } else if (entry->cls == KEY_OWN || entry->cls == KEY_SEGMENT) {
+        } else if (cls == KEY_OWN || cls == KEY_SEGMENT) {
             markers |= self->own_marker;
-            if (entry->cls == KEY_SEGMENT) {
-                if (!segments && !(segments = PyList_New(0))) goto done;
+            if (cls == KEY_SEGMENT) {
+                PyObject *name = Py_NewRef(entry->segment);
+                if (!segments && !(segments = PyList_New(0))) {
+                    Py_DECREF(name);
+                    goto done;
+                }
                 if (PyList_GET_SIZE(segments) < MAX_SEGMENTS) {
                     PyObject *text = value_str(self, &value, 1);
-                    if (!text) goto done;
-                    PyObject *pair = PyTuple_Pack(2, entry->segment, text);
-                    Py_DECREF(text);
+                    PyObject *pair = text ? PyTuple_Pack(2, name, text) : NULL;
+                    Py_XDECREF(text);
+                    Py_DECREF(name);
                     if (!pair) goto done;
                     int appended = PyList_Append(segments, pair);
                     Py_DECREF(pair);
                     if (appended < 0) goto done;
+                } else {
+                    Py_DECREF(name);
                 }
             }
         }

@@ -20,78 +20,104 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from otel_llm.guard import guard
+from otel_llm.guard import swallowed
 
 Job = tuple[Callable[..., None], tuple[Any, ...]]
 
 
 class Finisher:
     """One daemon thread draining a deque of jobs. `submit` may be called from any thread; never blocks
-    (except to run a job itself when `max_pending` are already waiting)."""
+    (except to run a job itself when `max_pending` are already waiting).
 
-    def __init__(self, max_pending: int = 10_000) -> None:
+    `submit` is a `deque.append`: the thread is only woken (a lock and a notify) when it sleeps idle.
+    Once woken it drains the queue, then dozes `batch_seconds` before draining again, so under load the
+    app's thread hands the GIL to it once per batch instead of once per call; with nothing queued after
+    a doze it goes back to sleeping idle. `flush()` cuts a doze short.
+    """
+
+    def __init__(self, max_pending: int = 10_000, batch_seconds: float = 0.01) -> None:
         self._jobs: deque[Job] = deque()
         self._max_pending = max_pending
+        self._batch_seconds = batch_seconds
         self._wakeup = threading.Condition(threading.Lock())
-        self._submitted = 0
-        self._done = 0
+        self._idle = False
+        """Set (under the lock) only while the thread waits with nothing queued and nothing running."""
         self._thread: threading.Thread | None = None
-        self._pid_lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self.ran_inline = 0
         """Jobs run on the caller's thread because too many were pending."""
 
     def _ensure_thread(self) -> None:
-        with self._pid_lock:
+        with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
+                self._idle = False
                 self._thread = threading.Thread(target=self._run, name="otel-llm-finisher", daemon=True)
                 self._thread.start()
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        if len(self._jobs) >= self._max_pending:
+        jobs = self._jobs
+        if len(jobs) >= self._max_pending:
             self.ran_inline += 1
-            with guard("finish"):
-                fn(*args)
+            _run_job(fn, args)
             return
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._ensure_thread()
-        with self._wakeup:
-            self._submitted += 1
-            self._jobs.append((fn, args))
-            self._wakeup.notify()
+        jobs.append((fn, args))
+        # The thread sets `_idle` before its last look at the queue, and we read it after appending:
+        # whichever runs second sees the other, so a wakeup is never lost.
+        if self._idle:
+            with self._wakeup:
+                self._wakeup.notify()
 
     def _run(self) -> None:
         jobs = self._jobs
+        wakeup = self._wakeup
         while True:
-            with self._wakeup:
+            with wakeup:
+                self._idle = True
                 while not jobs:
-                    self._wakeup.wait()
+                    wakeup.wait()
+                self._idle = False
             while jobs:
-                fn, args = jobs.popleft()
-                with guard("finish"):
-                    fn(*args)
-                with self._wakeup:
-                    self._done += 1
-                    self._wakeup.notify_all()
+                while jobs:
+                    fn, args = jobs.popleft()
+                    _run_job(fn, args)
+                with wakeup:
+                    wakeup.wait(self._batch_seconds)
 
     def flush(self, timeout_seconds: float = 5.0) -> bool:
         """Wait until every job submitted before this call has run; `False` on timeout."""
+        jobs = self._jobs
+        if not jobs and self._idle:
+            return True
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            # No thread to run them (e.g. after fork): run what is left here.
+            while jobs:
+                try:
+                    fn, args = jobs.popleft()
+                except IndexError:
+                    break
+                _run_job(fn, args)
+            return True
+        # The queue is first in, first out with one consumer: once the marker has run, so has all before it.
+        done = threading.Event()
+        jobs.append((_set_event, (done,)))
         with self._wakeup:
-            target = self._submitted
-            if self._done >= target:
-                return True
-            if self._thread is None or not self._thread.is_alive():
-                # No thread to run them (e.g. after fork): run what is left here.
-                pending = list(self._jobs)
-                self._jobs.clear()
-            else:
-                return self._wakeup.wait_for(lambda: self._done >= target, timeout_seconds)
-        for fn, args in pending:
-            with guard("finish"):
-                fn(*args)
-        with self._wakeup:
-            self._done += len(pending)
-        return True
+            self._wakeup.notify()
+        return done.wait(timeout_seconds)
+
+
+def _run_job(fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        swallowed("finish")
+
+
+def _set_event(event: threading.Event) -> None:
+    event.set()
 
 
 finisher = Finisher()

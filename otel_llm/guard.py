@@ -17,11 +17,17 @@ internal_errors = 0
 """How many internal errors were swallowed (for tests and debugging)."""
 
 
+def swallowed(what: str) -> None:
+    """Count and log the internal error being handled; for hot paths that use a plain `try` (a `with
+    guard()` costs a generator and a context manager per call)."""
+    global internal_errors
+    internal_errors += 1
+    _log.debug("otel_llm: internal error in %s (ignored)", what, exc_info=True)
+
+
 @contextlib.contextmanager
 def guard(what: str) -> Iterator[None]:
-    global internal_errors
     try:
         yield
     except Exception:
-        internal_errors += 1
-        _log.debug("otel_llm: internal error in %s (ignored)", what, exc_info=True)
+        swallowed(what)

@@ -62,3 +62,42 @@ def test_span_end_time_is_taken_on_the_apps_thread(telemetry: Telemetry) -> None
     assert span.start_time is not None
     assert span.end_time is not None
     assert before <= span.start_time <= span.end_time <= after
+
+
+def test_a_submit_wakes_an_idle_thread_without_a_flush() -> None:
+    finisher = Finisher(batch_seconds=0)
+    first, second = threading.Event(), threading.Event()
+    finisher.submit(first.set)
+    assert first.wait(5)
+    time.sleep(0.1)  # past its (zero) doze: the thread now sleeps until woken
+    finisher.submit(second.set)
+    assert second.wait(5)
+
+
+def test_flush_cuts_the_batch_doze_short() -> None:
+    # The thread dozes 60 s between batches: only a flush that wakes it can finish within 5 s.
+    finisher = Finisher(batch_seconds=60)
+    ran = threading.Event()
+    finisher.submit(ran.set)
+    assert ran.wait(5)
+    done: list[int] = []
+    finisher.submit(done.append, 1)
+    assert finisher.flush(5) is True
+    assert done == [1]
+
+
+def test_no_job_is_lost_with_many_submitting_threads() -> None:
+    finisher = Finisher(batch_seconds=0.001)
+    done: list[int] = []
+
+    def submit_many(base: int) -> None:
+        for i in range(2000):
+            finisher.submit(done.append, base + i)
+
+    threads = [threading.Thread(target=submit_many, args=(n * 10_000,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert finisher.flush(10)
+    assert sorted(done) == sorted(n * 10_000 + i for n in range(4) for i in range(2000))

@@ -16,7 +16,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.trace import INVALID_SPAN, Span, SpanContext, SpanKind, Status, StatusCode
 
 from otel_llm import anthropic_wire, chat_stream_fast, openai_wire
 from otel_llm import attributes as attr
@@ -27,7 +28,7 @@ from otel_llm.control import applied_switches
 from otel_llm.cost import cost_usd
 from otel_llm.endpoints import ApiKind, Route
 from otel_llm.finisher import finisher
-from otel_llm.guard import guard
+from otel_llm.guard import guard, swallowed
 from otel_llm.hashing import input_hash, output_hash
 from otel_llm.redaction import redact
 from otel_llm.sse import parse_events
@@ -58,15 +59,21 @@ _STREAM_PARSERS: dict[ApiKind, Callable[[list[dict[str, Any]]], ResponseInfo]] =
 class CallHandle:
     """What an app keeps to score a call later (e.g. a user's thumbs-up minutes after the answer).
 
-    Made on the app's thread when the call ends; the response id is read from the body off the request
-    path, so reading it may wait (at most a second) for that call to be finished.
+    Made on the app's thread when the call ends. The span (when it is created off the request path, see
+    `otel_llm.deferral`) and the response id are made on the finisher thread, so reading them may wait (at
+    most a second) for that call to be finished.
     """
 
-    __slots__ = ("_call", "span_context")
+    __slots__ = ("_call",)
 
-    def __init__(self, span_context: SpanContext, call: LLMCall) -> None:
-        self.span_context = span_context
+    def __init__(self, call: LLMCall) -> None:
         self._call = call
+
+    @property
+    def span_context(self) -> SpanContext:
+        if self._call.span_pending:
+            finisher.flush(1.0)
+        return self._call.span.get_span_context()
 
     @property
     def response_id(self) -> str:
@@ -203,13 +210,17 @@ class LLMCall:
         "content",
         "context",
         "error_type",
+        "parent",
         "request",
         "response_id",
         "response_model",
         "route",
         "settings",
         "span",
+        "span_pending",
         "start",
+        "start_ns",
+        "switches",
         "telemetry",
         "time_to_first_chunk",
     )
@@ -222,7 +233,10 @@ class LLMCall:
         content: bytes,
         model: str,
         context: LLMContext,
+        parent: Context | None = None,
     ) -> None:
+        """`parent`: the context captured at the request, to create the span later on the finisher thread
+        (with this moment as its start time); `None`: start the span now, in the current context."""
         self.telemetry = telemetry
         self.settings = settings
         self.route = route
@@ -237,6 +251,20 @@ class LLMCall:
         self.response_model = ""
         self.completed = False
         self._finished = False
+        self.switches = applied_switches()
+        self.parent = parent
+        if parent is None:
+            self.span_pending = False
+            self.start_ns = 0
+            self.span: Span = self._start_span(None, None)
+        else:
+            self.span_pending = True
+            self.span = INVALID_SPAN
+            self.start_ns = time.time_ns()
+        self.start = time.perf_counter()
+
+    def _start_span(self, parent: Context | None, start_ns: int | None) -> Span:
+        route = self.route
         attrs: dict[str, Any] = {
             attr.GEN_AI_OPERATION_NAME: route.operation,
             attr.GEN_AI_PROVIDER_NAME: route.provider,
@@ -244,15 +272,28 @@ class LLMCall:
         }
         if route.server_port is not None:
             attrs[attr.SERVER_PORT] = route.server_port
-        switches = applied_switches()
-        if switches:
-            attrs[attr.KILL_SWITCH] = list(switches)
+        if self.switches:
+            attrs[attr.KILL_SWITCH] = list(self.switches)
         name = route.operation
         if self.request.model:
             attrs[attr.GEN_AI_REQUEST_MODEL] = self.request.model
             name = f"{route.operation} {self.request.model}"
-        self.span: Span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
-        self.start = time.perf_counter()
+        return self.telemetry.tracer.start_span(
+            name, context=parent, kind=SpanKind.CLIENT, attributes=attrs, start_time=start_ns
+        )
+
+    def _open_span(self) -> None:
+        """Create the deferred span (on the finisher), in the captured parent context, started at the
+        request's time. If that fails, the call is still finished, with a non-recording span."""
+        if not self.span_pending:
+            return
+        try:
+            self.span = self._start_span(self.parent, self.start_ns)
+        except Exception:
+            swallowed("span start")
+        finally:
+            self.parent = None
+            self.span_pending = False
 
     def _parse_request(self) -> RequestInfo:
         body = parse_body(self.content)
@@ -313,10 +354,11 @@ class LLMCall:
 
     def _stop_clock(self) -> tuple[int, float]:
         end = (time.time_ns(), time.perf_counter() - self.start)
-        _last_call.set(CallHandle(self.span.get_span_context(), self))
+        _last_call.set(CallHandle(self))
         return end
 
     def _complete_body(self, status_code: int, body: bytes, clock: tuple[int, float]) -> None:
+        self._open_span()
         info = None
         if status_code < 400:
             with guard("response parse"):
@@ -335,6 +377,7 @@ class LLMCall:
     ) -> None:
         from otel_llm.streams import decode_body
 
+        self._open_span()
         body = decode_body(b"".join(chunks), encoding)
         if event_stream:
             self._complete_stream(status_code, body, aborted, truncated, clock)
@@ -344,6 +387,7 @@ class LLMCall:
     def _complete_stream(
         self, status_code: int, body: bytes, aborted: bool, truncated: bool, clock: tuple[int, float]
     ) -> None:
+        self._open_span()
         info = None
         with guard("stream parse"):
             if status_code < 400:
@@ -361,6 +405,7 @@ class LLMCall:
         self._end(clock, status_code, info, error_type=str(status_code) if status_code >= 400 else "")
 
     def _complete_failure(self, exc: BaseException, clock: tuple[int, float]) -> None:
+        self._open_span()
         with guard("failure"):
             self.span.record_exception(exc, timestamp=clock[0])
         self._end(clock, None, None, error_type=error_type_of(exc), description=str(exc) or None)

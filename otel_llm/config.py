@@ -9,6 +9,7 @@
 | `thread_context` | `OTEL_LLM_THREAD_CONTEXT` (copy context into `ThreadPoolExecutor`) | on |
 | `max_stream_buffer_bytes` | `OTEL_LLM_MAX_STREAM_BUFFER_BYTES` | 8388608 |
 | `latest_semconv` | `OTEL_SEMCONV_STABILITY_OPT_IN` contains `gen_ai_latest_experimental` | off |
+| `defer_spans` | `OTEL_LLM_DEFER_SPANS` (span created off the request path when allowed) | on |
 
 A bad environment value is logged once and the default used: configuration never crashes the app.
 A bad *argument* raises `ValueError` naming the setting, since that is a programming error.
@@ -41,6 +42,9 @@ class Settings:
     thread_context: bool = True
     max_stream_buffer_bytes: int = 8 * 1024 * 1024
     latest_semconv: bool = False
+    defer_spans: bool = True
+    """Create the span on the finisher thread, with the request's start time and parent, when nothing inside
+    the HTTP call needs it current (see `otel_llm.deferral`). Off: always start it before the request."""
 
 
 def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -98,6 +102,7 @@ def load(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         thread_context=_env_bool(env, "OTEL_LLM_THREAD_CONTEXT", True),
         max_stream_buffer_bytes=_env_int(env, "OTEL_LLM_MAX_STREAM_BUFFER_BYTES", 8 * 1024 * 1024),
         latest_semconv="gen_ai_latest_experimental" in env.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""),
+        defer_spans=_env_bool(env, "OTEL_LLM_DEFER_SPANS", True),
     )
     return _apply_overrides(settings, overrides)
 
@@ -123,6 +128,7 @@ def _apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settin
             "redact_content",
             "thread_context",
             "latest_semconv",
+            "defer_spans",
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"{name}: expected a bool")

@@ -87,6 +87,21 @@ def _provider(api: ApiKind, host: str, azure_path: bool) -> str:
     return "anthropic" if api == "anthropic.messages" else "openai"
 
 
+_route_cache: dict[tuple[ApiKind, str, int | None, bool], Route] = {}
+
+
+def route_for(api: ApiKind, host: str, port: int | None, path: bytes) -> Route:
+    """The `Route` of a request, one shared instance per endpoint (this runs on every call)."""
+    key = (api, host, port, b"/openai/deployments/" in path)
+    found = _route_cache.get(key)
+    if found is None:
+        found = Route(api, _OPERATION[api], provider_for(api, host, path), host, port)
+        if len(_route_cache) > 1024:
+            _route_cache.clear()
+        _route_cache[key] = found
+    return found
+
+
 def parse_extra_paths(spec: str) -> tuple[tuple[bytes, ApiKind], ...]:
     """Parse `"/suffix=api,/other=api"`; raise `ValueError` naming the bad entry."""
     out: list[tuple[bytes, ApiKind]] = []

@@ -28,8 +28,9 @@ from otel_llm import attributes as attr
 from otel_llm.call import LLMCall, parse_body, parse_request, request_model
 from otel_llm.config import Settings
 from otel_llm.context import current_context
-from otel_llm.endpoints import EndpointMatcher, Route, operation_for, provider_for
-from otel_llm.guard import guard
+from otel_llm.deferral import can_defer
+from otel_llm.endpoints import EndpointMatcher, route_for
+from otel_llm.guard import guard, swallowed
 from otel_llm.hashing import input_hash
 from otel_llm.streams import StreamWatcher, stream_classes
 from otel_llm.telemetry import current as current_telemetry
@@ -65,70 +66,91 @@ class Hooks:
         self._patched.clear()
 
     # --- the wrappers ----------------------------------------------------------------------------
-    def _start(self, request: Any) -> LLMCall | None:
-        """The call for an LLM request, or `None` to pass the request through untouched."""
+    def _start(self, request: Any, client: Any, wrapped: Any, method: str) -> LLMCall | None:
+        """The call for an LLM request, or `None` to pass the request through untouched.
+
+        Runs on every request the app sends: plain `try` rather than `guard()`, one context read.
+        """
         api = self.matcher.match(request.method, request.url.raw_path)
-        if api is None or not is_instrumentation_enabled() or otel_context.get_value(_SUPPRESS_KEY):
+        if api is None:
             return None
-        with guard("request"):
+        try:
+            ctx = otel_context.get_current()
+            if ctx.get(_SUPPRESS_KEY) or not is_instrumentation_enabled():
+                return None
             content = request.content
             model = request_model(content)
             if model is None:
                 return None
             llm_ctx = current_context()
-            if _foreign_genai_span_active():
+            if _foreign_genai_span_active(ctx):
                 body = parse_body(content) or {}
-                _enrich_foreign_span(llm_ctx.span_attributes(), parse_request(api, body).hash_input)
+                _enrich_foreign_span(ctx, llm_ctx.span_attributes(), parse_request(api, body).hash_input)
                 return None
             url = request.url
-            host = url.host
-            route = Route(
-                api=api,
-                operation=operation_for(api),
-                provider=provider_for(api, host, url.raw_path),
-                server_address=host,
-                server_port=url.port,
-            )
-            return LLMCall(current_telemetry(), self.settings, route, content, model, llm_ctx)
-        return None
+            route = route_for(api, url.host, url.port, url.raw_path)
+            settings = self.settings
+            parent = ctx if settings.defer_spans and can_defer(client, wrapped, method) else None
+            return LLMCall(current_telemetry(), settings, route, content, model, llm_ctx, parent)
+        except Exception:
+            swallowed("request")
+            return None
 
     def _send(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         request = args[0] if args else kwargs.get("request")
-        call = self._start(request)
+        call = self._start(request, instance, wrapped, "handle_request")
         if call is None:
             return wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
-        try:
-            response = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        self._after(call, response, kwargs.get("stream", False), wrapped)
+        if call.span_pending:
+            try:
+                response = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+        else:
+            token = otel_context.attach(trace.set_span_in_context(call.span))
+            try:
+                response = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            finally:
+                otel_context.detach(token)
+        self._after(call, response, kwargs.get("stream", False))
         return response
 
     async def _send_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         request = args[0] if args else kwargs.get("request")
-        call = self._start(request)
+        call = self._start(request, instance, wrapped, "handle_async_request")
         if call is None:
             return await wrapped(*args, **kwargs)
-        token = otel_context.attach(trace.set_span_in_context(call.span))
-        try:
-            response = await wrapped(*args, **kwargs)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        self._after(call, response, kwargs.get("stream", False), wrapped)
+        if call.span_pending:
+            try:
+                response = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+        else:
+            token = otel_context.attach(trace.set_span_in_context(call.span))
+            try:
+                response = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+            finally:
+                otel_context.detach(token)
+        self._after(call, response, kwargs.get("stream", False))
         return response
 
-    def _after(self, call: LLMCall, response: Any, streamed: bool, wrapped: Any) -> None:
-        with guard("response"):
-            if not streamed:
+    def _after(self, call: LLMCall, response: Any, streamed: bool) -> None:
+        if not streamed:
+            try:
                 call.finish_body(response.status_code, response.content)
-                return
+            except Exception:
+                swallowed("response")
+                call.finish_body(getattr(response, "status_code", 0), b"")
+            return
+        with guard("response"):
             headers = response.headers
             content_type = headers.get("content-type", "")
             encoding = headers.get("content-encoding", "").lower()
@@ -155,9 +177,9 @@ _MODEL_CALL_OPERATIONS: Final = frozenset({"chat", "text_completion", "generate_
 are parents of model calls, not model calls: a call made inside them gets its own span."""
 
 
-def _foreign_genai_span_active() -> bool:
+def _foreign_genai_span_active(ctx: otel_context.Context) -> bool:
     """Whether the current span is another instrumentation's span for this very model call."""
-    span = trace.get_current_span()
+    span = trace.get_current_span(ctx)
     if not span.is_recording():
         return False
     attributes = getattr(span, "attributes", None)
@@ -166,8 +188,10 @@ def _foreign_genai_span_active() -> bool:
     return attributes.get(attr.GEN_AI_OPERATION_NAME) in _MODEL_CALL_OPERATIONS
 
 
-def _enrich_foreign_span(context_attributes: dict[str, Any], hash_input: Any) -> None:
-    span = trace.get_current_span()
+def _enrich_foreign_span(
+    ctx: otel_context.Context, context_attributes: dict[str, Any], hash_input: Any
+) -> None:
+    span = trace.get_current_span(ctx)
     for key, value in context_attributes.items():
         span.set_attribute(key, value)
     span.set_attribute(attr.INPUT_HASH, input_hash(hash_input))

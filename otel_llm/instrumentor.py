@@ -37,6 +37,7 @@ class OtelLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 "thread_context",
                 "max_stream_buffer_bytes",
                 "latest_semconv",
+                "defer_spans",
             )
             if key in kwargs
         }

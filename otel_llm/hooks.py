@@ -116,7 +116,7 @@ class Hooks:
                 raise
             finally:
                 otel_context.detach(token)
-        self._after(call, response, kwargs.get("stream", False))
+        self._after(call, response, kwargs.get("stream", False), is_async=False)
         return response
 
     async def _send_async(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -139,10 +139,10 @@ class Hooks:
                 raise
             finally:
                 otel_context.detach(token)
-        self._after(call, response, kwargs.get("stream", False))
+        self._after(call, response, kwargs.get("stream", False), is_async=True)
         return response
 
-    def _after(self, call: LLMCall, response: Any, streamed: bool) -> None:
+    def _after(self, call: LLMCall, response: Any, streamed: bool, *, is_async: bool) -> None:
         if not streamed:
             try:
                 call.finish_body(response.status_code, response.content)
@@ -160,13 +160,17 @@ class Hooks:
                 event_stream=content_type.startswith("text/event-stream"),
                 limit=self.settings.max_stream_buffer_bytes,
             )
+            if getattr(response, "is_stream_consumed", False):
+                # A body given whole (`content=bytes`): the client read it already and will not stream it.
+                watcher.chunk(response.content)
+                watcher.finish(aborted=False, encoding="")
+                return
             module = importlib.import_module(type(response).__module__.split(".", 1)[0])
             sync_cls, async_cls = stream_classes(module)
-            inner = response.stream
-            if isinstance(inner, module.AsyncByteStream):
-                response.stream = async_cls(inner, watcher, encoding)
-            else:
-                response.stream = sync_cls(inner, watcher, encoding)
+            # By the client's side, not the stream's class: `ByteStream` is both a sync and an async
+            # stream, and a sync client reading it through the async proxy would never finish the span.
+            proxy = async_cls if is_async else sync_cls
+            response.stream = proxy(response.stream, watcher, encoding)
             return
         # The guard swallowed an internal error: end the span rather than leak it.
         call.finish_body(getattr(response, "status_code", 0), b"")

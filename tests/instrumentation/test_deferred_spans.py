@@ -291,3 +291,21 @@ def test_a_client_we_cannot_read_does_not_defer() -> None:
         pass
 
     assert not can_defer(Odd(), None, "handle_request")
+
+
+@pytest.mark.parametrize("defer", [True, False])
+def test_a_sync_client_reading_a_byte_stream_body_gets_its_span(
+    instrumented: Callable[[bool], Telemetry], defer: bool
+) -> None:
+    """`ByteStream` (a body given as bytes) is both a sync and an async stream: the proxy must follow the
+    client's side, else a sync client reads it through the async proxy and the span never ends."""
+    telemetry = instrumented(defer)
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=STREAM, headers={"content-type": "text/event-stream"})
+
+    _call(_client(answer), "stream")
+    span = telemetry.only_call()
+    assert span.attributes is not None
+    assert span.attributes["gen_ai.response.id"] == "chatcmpl-43"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 3

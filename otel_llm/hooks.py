@@ -101,20 +101,15 @@ class Hooks:
         call = self._start(request, instance, wrapped, "handle_request")
         if call is None:
             return wrapped(*args, **kwargs)
-        if call.span_pending:
-            try:
-                response = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-        else:
-            token = otel_context.attach(trace.set_span_in_context(call.span))
-            try:
-                response = wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-            finally:
+        # A deferred span does not exist yet; an eager one is current inside send.
+        token = None if call.span_pending else otel_context.attach(trace.set_span_in_context(call.span))
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            if token is not None:
                 otel_context.detach(token)
         self._after(call, response, kwargs.get("stream", False), is_async=False)
         return response
@@ -124,20 +119,15 @@ class Hooks:
         call = self._start(request, instance, wrapped, "handle_async_request")
         if call is None:
             return await wrapped(*args, **kwargs)
-        if call.span_pending:
-            try:
-                response = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-        else:
-            token = otel_context.attach(trace.set_span_in_context(call.span))
-            try:
-                response = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                call.fail(exc)
-                raise
-            finally:
+        # A deferred span does not exist yet; an eager one is current inside send.
+        token = None if call.span_pending else otel_context.attach(trace.set_span_in_context(call.span))
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.fail(exc)
+            raise
+        finally:
+            if token is not None:
                 otel_context.detach(token)
         self._after(call, response, kwargs.get("stream", False), is_async=True)
         return response

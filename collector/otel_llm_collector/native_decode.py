@@ -112,8 +112,6 @@ class NativeTraceDecoder:
             raise RuntimeError("the native decoder extension is not built")
         self._decoder = _native_decode.TraceDecoder(_config())
         self._max_attributes = max_attributes_per_span
-        self.declined = 0
-        """Requests handed back to the reference path (malformed or unusual)."""
 
     def __call__(self, payload: bytes) -> DecodeResult | None:
         try:
@@ -122,7 +120,6 @@ class NativeTraceDecoder:
             _logger.debug("native decode failed; using the reference decoder", exc_info=True)
             out = None
         if out is None:
-            self.declined += 1
             return None
         calls, seen, skipped, _truncated, bad_trace, bad_span, end_before_start = out
         reasons: dict[str, int] = {}

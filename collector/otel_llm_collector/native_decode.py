@@ -54,8 +54,16 @@ def native_built() -> bool:
 
 
 def native_available() -> bool:
-    """Whether the extension is built and not switched off by `OTEL_LLM_NATIVE_DECODE=0`."""
-    return _native_decode is not None and os.environ.get(NATIVE_DECODE_ENV, "1").strip() not in ("0", "false")
+    """Whether the extension is built and not switched off by `OTEL_LLM_NATIVE_DECODE=0` (or false/no/off)."""
+    if _native_decode is None:
+        return False
+    raw = os.environ.get(NATIVE_DECODE_ENV, "")
+    value = raw.strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value not in ("", "1", "true", "yes", "on"):
+        _logger.warning("%s=%r is not a boolean; the native decoder stays on", NATIVE_DECODE_ENV, raw)
+    return True
 
 
 _INTERNED_SLOTS: Final = (

@@ -372,6 +372,17 @@ def test_rejected_spans_are_partial_success_natively(native: native_decode.Nativ
     assert len(offered[0].calls) == 1
 
 
+def test_an_unreadable_switch_is_reported_and_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(native_decode.NATIVE_DECODE_ENV, "perhaps")
+    assert native_decode.native_available() is native_decode.native_built()
+    if native_decode.native_built():
+        assert "OTEL_LLM_NATIVE_DECODE='perhaps' is not a boolean" in caplog.text
+    monkeypatch.setenv(native_decode.NATIVE_DECODE_ENV, "off")
+    assert native_decode.native_available() is False
+
+
 def test_the_switch_turns_the_native_decoder_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(native_decode.NATIVE_DECODE_ENV, "0")
     assert native_decode.native_trace_decoder() is None

@@ -58,8 +58,9 @@ class AlertLog:
     def record(self, events: list[AlertEvent]) -> None:
         """Called by the pipeline (ingest worker thread) with each tick's transitions."""
         with self._lock:
-            for event in events:
-                self.transitions[event.status] += 1
+            self.transitions.update(event.status for event in events)
+            maxlen = self._recent.maxlen
+            for event in events if maxlen is None else events[-maxlen:]:  # the rest would fall out
                 self._recent.append(event.to_dict())
 
     def recent(self) -> list[dict[str, Any]]:

@@ -79,8 +79,8 @@ SPARSE = {"error_rate": (0.5, 5)}
         ),
         pytest.param(
             {"for": "5m"},
-            [(0, SPARSE), (1, {}), (2, SPARSE), (3, GOOD), (4, SPARSE)],
-            [(0, "insufficient_data"), (3, "inactive"), (4, "insufficient_data")],
+            [(0, SPARSE), (1, {}), (2, SPARSE), (3, GOOD), (4, SPARSE), (5, GOOD), (6, {})],
+            [(4, "insufficient_data"), (5, "inactive"), (6, "insufficient_data")],
             id="insufficient-data-is-its-own-state",
         ),
         pytest.param(
@@ -102,6 +102,24 @@ def test_state_machine(
 ) -> None:
     evaluator = RuleEvaluator(_ruleset({**ERRORS, **rule}), watchdog=NO_WATCHDOG)
     assert [(m, status) for m, _, status in _run(evaluator, timeline)] == expected
+
+
+def test_a_pair_without_data_is_insufficient_without_an_event_or_a_slot() -> None:
+    evaluator = RuleEvaluator(_ruleset(ERRORS), watchdog=NO_WATCHDOG)
+    assert _run(evaluator, [(0, SPARSE), (1, {})], keys=(KEY, OTHER)) == []
+    assert evaluator.state("errors", KEY) is AlertState.INSUFFICIENT_DATA
+    assert evaluator.snapshot()["slots"] == []
+    assert evaluator.active_alerts() == []
+    # Once it has had data, losing it is reported; a series the windows forgot starts over.
+    assert _run(evaluator, [(2, GOOD), (3, SPARSE)], keys=(KEY,)) == [(3, "errors", "insufficient_data")]
+    assert evaluator.state("errors", OTHER) is AlertState.INACTIVE  # no longer present
+    assert _run(evaluator, [(4, GOOD), (5, {})], keys=(KEY,)) == [
+        (4, "errors", "inactive"),
+        (5, "errors", "insufficient_data"),
+    ]
+    assert _run(evaluator, [(6, {})], keys=(OTHER,)) == []  # KEY forgotten by the windows
+    assert _run(evaluator, [(7, {})], keys=(KEY, OTHER)) == []  # back without data: starts over, silent
+    assert evaluator.snapshot()["slots"] == []
 
 
 def test_resolution_for_lack_of_data_says_so() -> None:
@@ -386,7 +404,8 @@ def test_detector_rules_need_a_registered_detector() -> None:
     assert evaluator.unavailable_rules == ()
     engine = WindowEngine()
     events = _evaluate_engine(evaluator, engine, 0, 20, {"evaluations": {"faithfulness": 0.9}})
-    assert [e.status for e in events] == ["insufficient_data", "inactive"]  # learning, then in control
+    assert events == []  # learning (insufficient data, never reported), then in control: nothing to say
+    assert evaluator.state("trend", KEY) is AlertState.INACTIVE
     events = _evaluate_engine(evaluator, engine, 20, 40, {"evaluations": {"faithfulness": 0.6}})
     assert [e.status for e in events] == ["firing"]
     # Learned at the first evaluation of the next baseline period (minute 25 began it; the minute-long

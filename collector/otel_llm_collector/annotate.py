@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from otel_llm_collector.correlation import Confidence, Deployment, DeploymentTracker, correlate
-from otel_llm_collector.history import QUALITY_DOWN_IS_BAD, MetricHistory, merged_scope, series_scope
+from otel_llm_collector.history import QUALITY_DOWN_IS_BAD, MetricHistory, merged_scope
 from otel_llm_collector.records import SeriesKey
 from otel_llm_collector.rules import Rule
 from otel_llm_collector.spc import Direction
@@ -83,9 +83,7 @@ class DeploymentAnnotator:
         metric = rule_metric(rule)
         if not metric:
             return {}
-        points = self.history.points(merged_scope(series), metric) or self.history.points(
-            series_scope(series), metric
-        )
+        points = self.history.points(merged_scope(series), metric)
         deployments = self.deployments.deployments(series=series)
         found = correlate(deployments, points, adverse=adverse_direction(metric), at_ns=at_ns, metric=metric)
         if found is None or found.confidence is Confidence.NONE:

@@ -2,11 +2,14 @@
 
 The window engine keeps only the last quarter hour at minute resolution; correlation compares up to an hour
 before and after each deployment of the last six hours. So at every rule tick the pipeline records, per
-series, the completed minute's value of each tracked metric, with its sample count as weight, twice: under
-the full series key and under its (service, feature, prompt name) scope merged across prompt versions and
-models, because a new prompt version or model starts a new series and has no "before" of its own.
+(service, feature, prompt name) scope, the completed minute's value of each tracked metric with its sample
+count as weight, merged across prompt versions and models: a new prompt version or model starts a new
+series and has no "before" of its own, while the scope spans the change.
 
 Bounded: `max_points` per (scope, metric), `max_scopes` scopes (the oldest-touched are dropped, counted).
+A point takes 12 bytes (seconds as uint32 from the first point, value and weight as float32): at 10,000
+scopes, 4 metrics and 420 minutes that is about 200 MB, where a full series key and 8-byte fields each
+took four times as much.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from otel_llm_collector.correlation import MinutePoint
 from otel_llm_collector.records import SeriesKey
 
 Scope = tuple[str, ...]
+SECOND_NS: Final = 1_000_000_000
+_MAX_OFFSET_S: Final = 2**32 - 1
 
 QUALITY_DOWN_IS_BAD: Final = frozenset(
     {"faithfulness", "answer_relevance", "context_utilization", "user_feedback"}
@@ -49,10 +54,6 @@ def merged_scope(key: SeriesKey) -> Scope:
     return ("merged", key.service, key.feature, key.prompt_name)
 
 
-def series_scope(key: SeriesKey) -> Scope:
-    return ("series", *key)
-
-
 class MetricHistory:
     """Minute points per (scope, metric). Not thread-safe: the pipeline's one caller owns it."""
 
@@ -71,15 +72,14 @@ class MetricHistory:
                 continue
             scope_values = merged.setdefault(merged_scope(key), {})
             for metric, value, weight in values:
-                self._add(series_scope(key), metric, MinutePoint(minute_ns, value, weight))
                 acc = scope_values.setdefault(metric, [0.0, 0.0])
                 acc[0] += value * weight
                 acc[1] += weight
         for scope, metrics in merged.items():
             for metric, (total, weight) in metrics.items():
-                self._add(scope, metric, MinutePoint(minute_ns, total / weight, weight))
+                self._add(scope, metric, minute_ns, total / weight, weight)
 
-    def _add(self, scope: Scope, metric: str, point: MinutePoint) -> None:
+    def _add(self, scope: Scope, metric: str, time_ns: int, value: float, weight: float) -> None:
         metrics = self._points.get(scope)
         if metrics is None:
             metrics = self._points[scope] = {}
@@ -90,8 +90,8 @@ class MetricHistory:
             self._points.move_to_end(scope)
         ring = metrics.get(metric)
         if ring is None:
-            ring = metrics[metric] = _Ring()
-        ring.append(point, self.max_points)
+            ring = metrics[metric] = _Ring(time_ns)
+        ring.append(time_ns, value, weight, self.max_points)
 
     def points(self, scope: Scope, metric: str) -> list[MinutePoint]:
         ring = self._points.get(scope, {}).get(metric)
@@ -99,28 +99,36 @@ class MetricHistory:
 
 
 class _Ring:
-    """The last points of one (scope, metric), oldest first, in three flat arrays: 24 bytes a point where
-    a deque of `MinutePoint` tuples took about 150 (10,000 series keep millions of points)."""
+    """The last points of one (scope, metric), oldest first, in flat arrays: 12 bytes a point. Times are
+    whole seconds after the ring's first point (minute starts are whole seconds); values and weights are
+    float32, ample for per-minute rates, latencies and sample counts."""
 
-    __slots__ = ("start", "times", "values", "weights")
+    __slots__ = ("base_s", "figures", "seconds", "start")
 
-    def __init__(self) -> None:
-        self.times: array[int] = array("q")
-        self.values: array[float] = array("d")
-        self.weights: array[float] = array("d")
+    def __init__(self, first_ns: int) -> None:
+        self.base_s = first_ns // SECOND_NS
+        self.seconds: array[int] = array("I")
+        self.figures: array[float] = array("f")
+        """value, weight, value, weight, ..."""
         self.start = 0
         """Where the oldest point is once the ring is full."""
 
-    def append(self, point: MinutePoint, capacity: int) -> None:
-        if len(self.times) < capacity:
-            self.times.append(point.time_ns)
-            self.values.append(point.value)
-            self.weights.append(point.weight)
+    def append(self, time_ns: int, value: float, weight: float, capacity: int) -> None:
+        offset = min(max(time_ns // SECOND_NS - self.base_s, 0), _MAX_OFFSET_S)
+        if len(self.seconds) < capacity:
+            self.seconds.append(offset)
+            self.figures.append(value)
+            self.figures.append(weight)
             return
         i = self.start
-        self.times[i], self.values[i], self.weights[i] = point
-        self.start = (i + 1) % len(self.times)
+        self.seconds[i] = offset
+        self.figures[2 * i] = value
+        self.figures[2 * i + 1] = weight
+        self.start = (i + 1) % len(self.seconds)
 
     def points(self) -> list[MinutePoint]:
-        order = [*range(self.start, len(self.times)), *range(self.start)]
-        return [MinutePoint(self.times[i], self.values[i], self.weights[i]) for i in order]
+        order = [*range(self.start, len(self.seconds)), *range(self.start)]
+        base, seconds, figures = self.base_s, self.seconds, self.figures
+        return [
+            MinutePoint((base + seconds[i]) * SECOND_NS, figures[2 * i], figures[2 * i + 1]) for i in order
+        ]

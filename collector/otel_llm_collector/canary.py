@@ -281,6 +281,20 @@ class _Reservoir:
         if slot < self.size:
             self.values[slot] = value
 
+    def add_many(self, values: list[float]) -> None:
+        """`add` each, in order (the same sample from the same random stream), in one loop."""
+        kept, size, random = self.values, self.size, self.rng.random
+        seen = self.seen
+        for value in values:
+            seen += 1
+            if len(kept) < size:
+                kept.append(value)
+                continue
+            slot = int(random() * seen)
+            if slot < size:
+                kept[slot] = value
+        self.seen = seen
+
 
 @dataclass(slots=True)
 class _Samples:
@@ -352,23 +366,40 @@ class CanaryCollector:
     def observe_calls(self, calls: Iterable[CallRecord]) -> None:
         """`observe_call` for each, with the slot looked up once per (series, service version)."""
         slots: dict[tuple[SeriesKey, str], _Samples | None] = {}
+        last: dict[SeriesKey, tuple[str, _Samples | None]] = {}  # most calls: no tuple, one lookup
+        latencies: dict[int, tuple[_Reservoir, list[float]]] = {}
         for call in calls:
-            marker = (call.series, call.service_version)
-            if marker not in slots:
-                slot = slots[marker] = self._slot(self._key(*marker))  # counts its own drop
-            else:
-                slot = slots[marker]
+            series, version = call.series, call.service_version
+            known = last.get(series)
+            if known is not None and known[0] == version:
+                slot = known[1]
                 if slot is None:
                     self.dropped += 1
+            else:
+                marker = (series, version)
+                if marker not in slots:
+                    slot = slots[marker] = self._slot(self._key(*marker))  # counts its own drop
+                else:
+                    slot = slots[marker]
+                    if slot is None:
+                        self.dropped += 1
+                last[series] = (version, slot)
             if slot is None:
                 continue
             slot.calls += 1
             if call.error_type:
                 slot.errors += 1
             else:
-                slot.latency.add(call.duration_s)
+                reservoir = slot.latency
+                pending = latencies.get(id(reservoir))
+                if pending is None:
+                    latencies[id(reservoir)] = (reservoir, [call.duration_s])
+                else:
+                    pending[1].append(call.duration_s)
             for evaluation in call.evaluations:
                 self._evaluation(slot, evaluation)
+        for reservoir, values in latencies.values():
+            reservoir.add_many(values)
 
     def observe_evaluation(
         self, evaluation: EvaluationRecord, *, series: SeriesKey | None = None, service_version: str = ""

@@ -128,6 +128,12 @@ class DriftMonitor:
         min_samples: int = DEFAULT_MIN_SAMPLES,
     ) -> None:
         self.sample_every = sample_every
+        # A call is sampled by the last two hex digits of its span id (a value in 0..255, taken modulo
+        # `sample_every`): random, and the same calls whatever the batching. A set of those suffixes is a
+        # cheaper test per call than parsing the digits.
+        self._sampled_suffixes: frozenset[str] | None = (
+            frozenset(f"{i:02x}" for i in range(256) if i % sample_every == 0) if sample_every > 1 else None
+        )
         self.alpha = alpha
         self.min_samples = min_samples
         self.reservoir_size = reservoir_size
@@ -142,14 +148,22 @@ class DriftMonitor:
     # --- ingest ---------------------------------------------------------------------------------------
     def observe(self, calls: Iterable[CallRecord]) -> None:
         """Sample the calls; count every output evaluation riding on them."""
-        every = self.sample_every
+        sampled = self._sampled_suffixes
+        hours: dict[SeriesKey, tuple[int, _Hour | None]] = {}  # per batch: one `_hour` per series and hour
         for call in calls:
             if call.evaluations:
                 self._observe_evaluations(call.series, call.evaluations)
-            if every > 1 and int(call.span_id[-2:] or "0", 16) % every:
+            if sampled is not None and call.span_id[-2:] not in sampled:
                 continue
             series = call.series
-            hour = self._hour((series.service, series.feature, series.prompt_name), call.end_time_ns)
+            index = call.end_time_ns // HOUR_NS
+            known = hours.get(series)
+            if known is not None and known[0] == index:
+                hour = known[1]
+            else:
+                scope = (series.service, series.feature, series.prompt_name)
+                hour = self._hour(scope, call.end_time_ns)
+                hours[series] = (index, hour)
             if hour is None:
                 continue
             for name, value in (

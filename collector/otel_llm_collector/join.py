@@ -18,6 +18,7 @@ it longer would only cost memory. Expiry runs on event time (`expire(now_ns)`), 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
@@ -26,6 +27,9 @@ DEFAULT_MAX_ENTRIES: Final = 100_000
 DEFAULT_TTL_SECONDS: Final = 3600.0
 DEFAULT_MAX_PENDING: Final = 10_000
 DEFAULT_PENDING_TTL_SECONDS: Final = 300.0
+
+_Entry = tuple[SeriesKey, int, str]
+"""(series, the call's end time, its trace id)."""
 
 
 class JoinIndex:
@@ -51,8 +55,11 @@ class JoinIndex:
         # Insertion-ordered: the first entry is (about) the oldest; out-of-order calls only delay expiry.
         # OrderedDicts, not dicts: a dict emptied from the front leaves a run of deleted slots that each
         # `next(iter(...))` walks again, which made every eviction of a full index cost ~100 µs.
-        self._by_span: OrderedDict[str, tuple[SeriesKey, int]] = OrderedDict()
-        self._by_response: OrderedDict[str, tuple[SeriesKey, int]] = OrderedDict()
+        # Keyed by span id alone, the record's own string, with the trace id in the entry to check: no new
+        # key string per call. Two calls sharing a random 64-bit span id within the index are vanishingly
+        # rare, and then the later one wins, as for a re-sent span.
+        self._by_span: OrderedDict[str, _Entry] = OrderedDict()
+        self._by_response: OrderedDict[str, _Entry] = OrderedDict()
         self._pending: OrderedDict[int, tuple[EvaluationRecord, int]] = OrderedDict()
         self._pending_by_key: dict[str, list[int]] = {}
         self._next_pending = 0
@@ -69,10 +76,9 @@ class JoinIndex:
 
     def add_call(self, call: CallRecord, series: SeriesKey) -> list[EvaluationRecord]:
         """Remember `call` under `series`; return pending evaluations that were waiting for it."""
-        entry = (series, call.end_time_ns)
-        span_key = call.trace_id + call.span_id
+        entry = (series, call.end_time_ns, call.trace_id)
         by_span = self._by_span
-        by_span[span_key] = entry
+        by_span[call.span_id] = entry
         if call.response_id:
             self._by_response[call.response_id] = entry
         if len(by_span) > self.max_entries:
@@ -82,7 +88,7 @@ class JoinIndex:
         if not self._pending_by_key:
             return []
         released: list[EvaluationRecord] = []
-        for key in (span_key, call.response_id):
+        for key in (call.trace_id + call.span_id, call.response_id):
             for ticket in self._pending_by_key.pop(key, ()) if key else ():
                 waiting = self._pending.pop(ticket, None)
                 if waiting is not None:
@@ -90,11 +96,32 @@ class JoinIndex:
         self.matched += len(released)
         return released
 
+    def add_calls(self, calls: Sequence[CallRecord], series: Sequence[SeriesKey]) -> None:
+        """`add_call` for many calls (`series[i]` is the series of `calls[i]`) while nothing is pending:
+        the windows' batch path, without a call and two length checks per record."""
+        if self._pending_by_key:
+            raise RuntimeError("add_calls is for an index without pending evaluations; use add_call")
+        by_span, by_response = self._by_span, self._by_response
+        for call, key in zip(calls, series):
+            entry = (key, call.end_time_ns, call.trace_id)
+            by_span[call.span_id] = entry
+            response_id = call.response_id
+            if response_id:
+                by_response[response_id] = entry
+        for index in (by_span, by_response):
+            pop = index.popitem
+            for _ in range(len(index) - self.max_entries):
+                pop(False)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending_by_key)
+
     def lookup(self, evaluation: EvaluationRecord) -> SeriesKey | None:
         """The series of the evaluated call, by span context first and response id second."""
         if evaluation.span_id:
-            entry = self._by_span.get(evaluation.trace_id + evaluation.span_id)
-            if entry is not None:
+            entry = self._by_span.get(evaluation.span_id)
+            if entry is not None and entry[2] == evaluation.trace_id:
                 return entry[0]
         if evaluation.response_id:
             entry = self._by_response.get(evaluation.response_id)

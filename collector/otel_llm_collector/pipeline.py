@@ -37,7 +37,7 @@ from otel_llm_collector.disparity import DisparityTracker
 from otel_llm_collector.drift_monitor import HOUR_NS, DriftMonitor
 from otel_llm_collector.findings import FindingsAnnotator
 from otel_llm_collector.history import MetricHistory
-from otel_llm_collector.records import CallRecord, EvaluationRecord
+from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
 from otel_llm_collector.slo import SloTracker
 from otel_llm_collector.windows import WindowEngine
 
@@ -200,12 +200,17 @@ class Pipeline:
     # --- deployments ----------------------------------------------------------------------------------
     def observe_calls(self, calls: Iterable[CallRecord]) -> None:
         seen: set[tuple[Any, str]] = set()
+        last: dict[SeriesKey, str] = {}  # a series' latest version: most calls stop here, with no tuple
         observe = self.deployments.observe
         for call in calls:
-            marker = (call.series, call.service_version)
+            series, version = call.series, call.service_version
+            if last.get(series) == version:
+                continue
+            last[series] = version
+            marker = (series, version)
             if marker not in seen:
                 seen.add(marker)
-                observe(call.series, call.service_version, call.end_time_ns)
+                observe(series, version, call.end_time_ns)
 
     def record_deployment(self, deployment: Deployment) -> None:
         self.deployments.record(deployment)

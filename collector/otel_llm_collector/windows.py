@@ -271,7 +271,12 @@ class WindowEngine:
         # The hot loop of the windows stage: attribute and method lookups hoisted, the clock check of
         # `_observe_time` and the known-series case of `_route` inlined.
         minute_before = self._now_ns // MINUTE_NS
-        join_add = self.join.add_call
+        join = self.join
+        join_add = join.add_call
+        # With no evaluation waiting in the join index (the usual case), nothing can be released by these
+        # calls: they join the index in one batch at the end instead of one `add_call` each.
+        batch_joined: list[CallRecord] | None = None if join.has_pending else []
+        batch_keys: list[SeriesKey] = []
         known = self._series
         route = self._route
         latest_allowed = self._wall_ns + self.max_future_ns if self._wall_ns else None
@@ -309,14 +314,20 @@ class WindowEngine:
                 _flush(groups)
                 for target in self._target(series, end):
                     target.add_call(call)
-            released = join_add(call, key)
+            if batch_joined is not None:
+                batch_joined.append(call)
+                batch_keys.append(key)
+            else:
+                released = join_add(call, key)
+                if released:
+                    for evaluation in released:
+                        self._apply_evaluation(series, evaluation)
             if call.evaluations:
                 for evaluation in call.evaluations:
                     self._apply_evaluation(series, evaluation)
-            if released:
-                for evaluation in released:
-                    self._apply_evaluation(series, evaluation)
         _flush(groups)
+        if batch_joined:
+            join.add_calls(batch_joined, batch_keys)
         self.calls_total += applied
         if self._now_ns // MINUTE_NS != minute_before:
             self._roll_and_evict()

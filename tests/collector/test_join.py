@@ -50,6 +50,27 @@ def test_oldest_calls_are_forgotten_beyond_max_entries() -> None:
     assert index.lookup(_evaluation(span=5)) == KEY
 
 
+def test_a_batch_joins_as_its_calls_one_by_one() -> None:
+    other = SeriesKey("svc", "feat", "p", "v2", "m")
+    calls = [_call(span, t_ns=T0_NS + span, response_id=f"r-{span}") for span in range(1, 8)]
+    keys = [KEY if span % 2 else other for span in range(1, 8)]
+    one_by_one, batched = JoinIndex(max_entries=4), JoinIndex(max_entries=4)
+    for call, key in zip(calls, keys):
+        one_by_one.add_call(call, key)
+    batched.add_calls(calls[:2], keys[:2])
+    batched.add_calls(calls[2:], keys[2:])
+    for index in (one_by_one, batched):
+        assert len(index) == 4
+        found = [index.lookup(_evaluation(span=span)) for span in range(1, 8)]
+        assert found == [None, None, None, other, KEY, other, KEY]
+        by_response = [index.lookup(_evaluation(response_id=f"r-{span}")) for span in range(1, 8)]
+        assert by_response == found
+    index = JoinIndex()
+    index.resolve(_evaluation(span=9))
+    with pytest.raises(RuntimeError, match="pending"):
+        index.add_calls([_call(9)], [KEY])  # it could not release the waiting evaluation
+
+
 def test_calls_expire_after_the_ttl_in_event_time() -> None:
     index = JoinIndex(ttl_seconds=60)
     index.add_call(_call(1, t_ns=T0_NS), KEY)

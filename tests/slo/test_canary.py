@@ -8,6 +8,7 @@ import pytest
 from otel_llm_collector.canary import (
     CanaryCollector,
     MetricVerdict,
+    _Reservoir,
     compare_proportions,
     compare_samples,
     mann_whitney_u,
@@ -188,3 +189,16 @@ def test_model_dimension_and_bounded_keys() -> None:
     canary.observe_call(CallRecord(series._replace(model="model-b"), T0, 1.0, "t", "s"))
     assert canary.versions("answer") == ["model-a"]
     assert canary.dropped == 1
+
+
+def test_a_reservoir_fed_in_a_batch_keeps_the_same_sample() -> None:
+    values = [float(i) for i in range(500)]
+    one_by_one, batched = _Reservoir(50, random.Random(7)), _Reservoir(50, random.Random(7))
+    for value in values:
+        one_by_one.add(value)
+    batched.add_many(values[:30])  # still filling
+    batched.add_many(values[30:])
+    assert batched.values == one_by_one.values
+    assert batched.seen == one_by_one.seen == 500
+    assert len(set(batched.values)) == 50
+    assert max(batched.values) > 100  # later values do replace early ones

@@ -402,3 +402,6 @@ def test_add_calls_is_add_call_one_by_one_to_the_bit(
         one_by_one.add_call(call)
     batched.add_calls(calls[1:])
     assert batched.to_dict() == one_by_one.to_dict()
+    if compacted:  # late calls into a closed bucket leave it compact
+        assert isinstance(batched.tokens, array)
+        assert isinstance(one_by_one.tokens, array)

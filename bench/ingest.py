@@ -38,7 +38,8 @@ from typing import Any
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS_PER_REQUEST = 512
-OTEL_LLM = Path(sys.executable).with_name("otel-llm")
+# BENCH_OTEL_LLM names another collector command, to compare two builds in alternating runs.
+OTEL_LLM = Path(os.environ.get("BENCH_OTEL_LLM") or Path(sys.executable).with_name("otel-llm"))
 
 
 def build_requests(count: int, series: int, base_ns: int) -> list[bytes]:
@@ -132,6 +133,11 @@ class Collector:
         rss = int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
         peak = int(re.search(r"VmHWM:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
         return rss, peak
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU the collector process has used, from the kernel."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -263,6 +269,7 @@ def throughput(
     sweep_minutes: float = 0.0,
 ) -> dict[str, float]:
     before = sum(c.status()["windows"]["calls_total"] for c in collectors)
+    cpu_before = sum(c.cpu_seconds() for c in collectors)
     totals, start_at = run_clients(
         collectors[0].grpc,
         processes=args.client_processes,
@@ -273,8 +280,11 @@ def throughput(
     )
     done_at = wait_applied(collectors, before + totals["accepted_spans"])
     elapsed = done_at - start_at
+    cpu = sum(c.cpu_seconds() for c in collectors) - cpu_before
     return {
         **totals,
+        # CPU per span moves less than spans/s when other jobs share the machine: a steadier comparison.
+        "collector_cpu_us_per_span": cpu / max(totals["accepted_spans"], 1) * 1e6,
         "elapsed_seconds": elapsed,
         "spans_per_second": totals["accepted_spans"] / elapsed,
         "client_cpu_share": totals["cpu_seconds"] / elapsed,
@@ -394,6 +404,7 @@ def main() -> None:
             f"({result['accepted_spans']:,.0f} spans in {result['elapsed_seconds']:.1f}s, "
             f"shed {result['shed']:.0f}, errors {result['errors']:.0f}, "
             f"client CPU {result['client_cpu_share']:.2f} cores, "
+            f"collector CPU {result['collector_cpu_us_per_span']:.2f} us/span, "
             f"RSS {rss / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB)"
         )
 

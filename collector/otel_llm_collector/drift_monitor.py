@@ -58,14 +58,16 @@ counted in `unattributed_evaluations`.
 
 from __future__ import annotations
 
+import random
 import statistics
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 from otel_llm_collector.alerts import AlertEvent
-from otel_llm_collector.drift import DriftLevel, DriftResult, Reservoir, categorical_drift, numeric_drift
+from otel_llm_collector.drift import DriftLevel, DriftResult, categorical_drift, numeric_drift
 from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
 
 HOUR_NS: Final = 3600 * 1_000_000_000
@@ -97,9 +99,38 @@ Scope = tuple[str, str, str]
 Resolver = Callable[[EvaluationRecord], SeriesKey | None]
 
 
+class _NumericSample:
+    """Algorithm R over floats, kept in an `array("d")` (8 bytes a value where a list of floats takes 32)
+    and drawing from the monitor's one generator (one per sample took 2.5 KB of state): at 1,000 scopes,
+    3 signals and 25 hours the samples take ~120 MB instead of ~670 MB."""
+
+    __slots__ = ("capacity", "items", "random", "seen")
+
+    def __init__(self, capacity: int, random_source: Callable[[], float]) -> None:
+        self.capacity = capacity
+        self.items: array[float] = array("d")
+        self.random = random_source
+        self.seen = 0
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.items) < self.capacity:
+            self.items.append(value)
+            return
+        slot = int(self.random() * self.seen)
+        if slot < self.capacity:
+            self.items[slot] = value
+
+    def values(self) -> list[float]:
+        return self.items.tolist()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 @dataclass
 class _Hour:
-    numeric: dict[str, Reservoir[float]] = field(default_factory=dict)
+    numeric: dict[str, _NumericSample] = field(default_factory=dict)
     mixes: dict[str, Counter[str]] = field(default_factory=dict)
 
 
@@ -140,6 +171,8 @@ class DriftMonitor:
         self.max_scopes = max_scopes
         self.max_categories = max_categories
         self._hours: OrderedDict[Scope, dict[int, _Hour]] = OrderedDict()
+        self._random = random.Random(0).random
+        """One seeded generator for every sample: the same calls in the same order give the same samples."""
         self._firing: dict[tuple[Scope, str], AlertEvent] = {}
         self.dropped_scopes = 0
         self.unattributed_evaluations = 0
@@ -174,9 +207,7 @@ class DriftMonitor:
                 if value is not None:
                     reservoir = hour.numeric.get(name)
                     if reservoir is None:
-                        reservoir = hour.numeric[name] = Reservoir(
-                            self.reservoir_size, seed=len(hour.numeric)
-                        )
+                        reservoir = hour.numeric[name] = _NumericSample(self.reservoir_size, self._random)
                     reservoir.add(float(value))
             mixes = hour.mixes
             self._count(mixes, "model_mix", series.model or "?")

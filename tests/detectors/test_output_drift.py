@@ -7,6 +7,8 @@ import io
 import json
 import math
 import random
+import statistics
+from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from otel_llm_collector import scenarios
 from otel_llm_collector.alerts import AlertEvent
 from otel_llm_collector.contracts import DecodeResult
 from otel_llm_collector.drift import DriftLevel
-from otel_llm_collector.drift_monitor import HOUR_NS, OTHER, OUTPUT_SIGNALS, DriftMonitor
+from otel_llm_collector.drift_monitor import HOUR_NS, OTHER, OUTPUT_SIGNALS, DriftMonitor, _NumericSample
 from otel_llm_collector.evaluator import build_evaluator
 from otel_llm_collector.pipeline import Pipeline
 from otel_llm_collector.records import CallRecord, EvaluationRecord, SeriesKey
@@ -404,3 +406,28 @@ def test_output_drift_scenario_fires_on_the_json_share_only(tmp_path: Path) -> N
     assert float(alert["annotations"]["value"]) > 0.25
     assert "invalid_json" in alert["annotations"]["description"]
     assert summary.pages == scenario.expectations["pages"] == 0
+
+
+def test_a_shift_in_prompt_size_fires_on_the_numeric_signal() -> None:
+    traffic, monitor = Traffic(), DriftMonitor()
+    assert _firing(_day(traffic, monitor)) == []
+    calls, _ = traffic.hour(T0 + 24 * HOUR_NS, 600)
+    monitor.observe([dataclasses.replace(c, input_tokens=(c.input_tokens or 0) + 400) for c in calls])
+    events = monitor.check(T0 + 25 * HOUR_NS)
+    assert "input_tokens" in [signal for _, signal in _firing(events)]
+
+
+def test_numeric_samples_are_bounded_uniform_compact_and_seeded() -> None:
+    def fill(seed: int) -> _NumericSample:
+        sample = _NumericSample(100, random.Random(seed).random)
+        for i in range(10_000):
+            sample.add(float(i))
+        return sample
+
+    sample = fill(1)
+    assert (len(sample), sample.seen) == (100, 10_000)
+    assert isinstance(sample.items, array)  # 8 bytes a value
+    assert 4_000 < statistics.mean(sample.values()) < 6_000  # uniform over 0..9,999: mean 5,000 +- 290
+    assert max(sample.values()) > 9_000  # late values do get in
+    assert fill(1).values() == sample.values()
+    assert fill(2).values() != sample.values()

@@ -20,6 +20,11 @@ its neighbour's background work. Three figures per call:
 
 - **calling thread, CPU**: what the app's thread spends (`time.thread_time_ns`);
 - **wall**: the elapsed time of the call;
+- **thread CPU, installed** (otel_llm only): the calling thread again, but with the instrumentation installed
+  once, as in an app; the plain call of each pair runs under OpenTelemetry's `suppress_instrumentation()`,
+  which our hook checks first (so this misses the microsecond that check costs). Re-instrumenting before
+  every call costs something of its own, which the toggled figures include. The official instrumentation
+  ignores the suppression key, so it has only the toggled figures;
 - **whole process, CPU**: every thread's CPU (`time.process_time_ns`) over blocks of calls back to back
   (100 plain calls or 10 streams), instrumented and plain blocks in ABBA order, each block ending when its
   telemetry is processed: work moved to background threads is counted too. Blocks are seconds apart, so
@@ -126,12 +131,17 @@ def _block(fn: Callable[[], Any], worker: _Worker, calls: int) -> int:
     return (time.process_time_ns() - start) // calls
 
 
-def worker_main(mode: str, pairs: int, stream_pairs: int, seed: int, blocks: int) -> None:
-    from otel_llm.testing.llm_server import LLMServer
+def worker_main(
+    mode: str, base_url: str, pairs: int, stream_pairs: int, seed: int, blocks: int, transport: str
+) -> None:
+    worker = _Worker("none", base_url)  # the server runs in the orchestrating process, not beside the app
+    worker.setup()
+    _measure(worker, mode, pairs, stream_pairs, seed, blocks, transport)
 
-    with LLMServer(_responder_factory()) as server:  # only to record what the replay transport answers
-        worker = _Worker("none", server.base_url)
-        worker.setup()
+
+def _measure(
+    worker: _Worker, mode: str, pairs: int, stream_pairs: int, seed: int, blocks: int, transport: str
+) -> None:
     assert worker.providers is not None
     tracer_provider, meter_provider, logger_provider = worker.providers
     toggle = _Toggle(
@@ -146,12 +156,12 @@ def worker_main(mode: str, pairs: int, stream_pairs: int, seed: int, blocks: int
 
     def stream() -> None:
         nonlocal chunks
-        chunks = worker.stream("replay")
+        chunks = worker.stream(transport)
 
     rng = random.Random(seed)
-    out: dict[str, Any] = {"mode": mode}
+    out: dict[str, Any] = {"mode": mode, "transport": transport}
     for kind, count, fn in (
-        ("call", pairs, lambda: worker.call("replay")),
+        ("call", pairs, lambda: worker.call(transport)),
         ("stream", stream_pairs, stream),
     ):
         for warm in range(max(20, count // 10)):  # both paths warm, in both orders
@@ -183,6 +193,24 @@ def worker_main(mode: str, pairs: int, stream_pairs: int, seed: int, blocks: int
             toggle.off()
             block_diffs.append(sum(costs[True]) // 2 - sum(costs[False]) // 2)
         diffs["process_cpu_ns"] = block_diffs
+        if mode == "otel_llm":
+            # Installed once, as in an app: the plain call runs under OpenTelemetry's suppression key, which
+            # our hook checks first (the official instrumentation ignores it, so it has only the figure
+            # above). Re-instrumenting before every instrumented call costs something of its own.
+            from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+            def suppressed(fn: Callable[[], Any] = fn) -> None:
+                with suppress_instrumentation():
+                    fn()
+
+            toggle.on()
+            steady: list[int] = []
+            for _ in range(count):
+                order = (True, False) if rng.random() < 0.5 else (False, True)
+                times = {on: _timed(fn if on else suppressed, worker)[0] for on in order}
+                steady.append(times[True] - times[False])
+            toggle.off()
+            diffs["installed_thread_cpu_ns"] = steady
         out[kind] = {"diffs": diffs, "spans": spans, "count": count}
     out["chunks"] = chunks
     print(json.dumps(out))
@@ -199,6 +227,13 @@ def median_interval(
     return statistics.median(values), medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
+def _figures(diffs: dict[str, Any]) -> list[tuple[str, str]]:
+    extra = (
+        [("installed_thread_cpu_ns", "thread CPU, installed")] if "installed_thread_cpu_ns" in diffs else []
+    )
+    return [*ALL_FIGURES, *extra]
+
+
 def _row(label: str, diffs: Sequence[int], per: int) -> str:
     mid, low, high = median_interval([d / 1000 / per for d in diffs])
     digits = 2 if per > 1 else 1
@@ -213,46 +248,59 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--stream-pairs", type=int, default=150, help="streaming pairs per instrumentation")
     parser.add_argument("--blocks", type=int, default=15, help="ABBA block sets for the whole-process CPU")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--transport",
+        choices=("replay", "server"),
+        default="replay",
+        help="replay: the server's answers from an in-process transport; server: LLMServer over loopback",
+    )
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker_main(args.worker, args.pairs, args.stream_pairs, args.seed, args.blocks)
+        worker_main(
+            args.worker, args.base_url, args.pairs, args.stream_pairs, args.seed, args.blocks, args.transport
+        )
         return
     python = ensure_venv(args.venv)
     print(
         f"paired calls: {args.pairs} non-streaming and {args.stream_pairs} streaming pairs "
-        "per instrumentation"
+        f"per instrumentation, {args.transport} transport"
     )
-    for mode in MODES:
-        command = [str(python), __file__, "--worker", mode, "--pairs", str(args.pairs)]
-        command += [
-            "--stream-pairs",
-            str(args.stream_pairs),
-            "--seed",
-            str(args.seed),
-            "--blocks",
-            str(args.blocks),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, env=_worker_env(), check=False)
-        if done.returncode != 0:
-            raise SystemExit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        print(
-            f"\n{mode}: added per non-streaming call ({result['call']['spans']} spans for {args.pairs} calls)"
-        )
-        for name, label in ALL_FIGURES:
-            print(_row(label, result["call"]["diffs"][name], 1))
-        print(
-            f"{mode}: added per streamed chunk ({result['chunks']} chunks a stream, "
-            f"{result['stream']['spans']} spans)"
-        )
-        for name, label in ALL_FIGURES:
-            print(_row(label, result["stream"]["diffs"][name], result["chunks"]))
+    from otel_llm.testing.llm_server import LLMServer
+
+    with LLMServer(_responder_factory()) as server:
+        results = [_run_worker(python, mode, server.base_url, args) for mode in MODES]
+    for mode, result in zip(MODES, results):
+        _print_result(mode, result, args)
     print(
         f"\ntargets: at most {TARGET_CALL_US:.0f} µs per call and {TARGET_CHUNK_US:.0f} µs per chunk, "
         "below the official"
     )
+
+
+def _run_worker(python: Path, mode: str, base_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [str(python), __file__, "--worker", mode, "--base-url", base_url, "--pairs", str(args.pairs)]
+    command += ["--stream-pairs", str(args.stream_pairs), "--seed", str(args.seed)]
+    command += ["--blocks", str(args.blocks), "--transport", args.transport]
+    done = subprocess.run(command, capture_output=True, text=True, env=_worker_env(), check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _print_result(mode: str, result: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\n{mode}: added per non-streaming call ({result['call']['spans']} spans for {args.pairs} calls)")
+    for name, label in _figures(result["call"]["diffs"]):
+        print(_row(label, result["call"]["diffs"][name], 1))
+    print(
+        f"{mode}: added per streamed chunk ({result['chunks']} chunks a stream, "
+        f"{result['stream']['spans']} spans)"
+    )
+    for name, label in _figures(result["stream"]["diffs"]):
+        print(_row(label, result["stream"]["diffs"][name], result["chunks"]))
 
 
 if __name__ == "__main__":
